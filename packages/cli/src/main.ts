@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+/**
+ * `pnpm flux <command> ...`: parse, call the library, write files. No model logic lives here.
+ * Each command is a module in ./commands exporting `run(argv): Promise<number>` (the exit code).
+ */
+import { isFluxError } from '@flux-ts/core';
+
+type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+
+const COMMANDS: Record<string, Command> = {
+  inspect: { summary: 'inspect a checkpoint file, index or model folder (headers only)', load: () => import('./commands/inspect.ts') },
+  noise: { summary: 'write torch-compatible seeded noise to a safetensors file', load: () => import('./commands/noise.ts') },
+  backend: { summary: 'show which tensor backend would be used and why', load: () => import('./commands/backend.ts') },
+};
+
+function usage(): string {
+  const lines = ['usage: pnpm flux <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'Run `pnpm flux <command> --help` for the options of one command.');
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? 0 : 1;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`error: unknown command "${name}"\n\n${usage()}`);
+    return 1;
+  }
+  const mod = await command.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (isFluxError(err)) {
+      console.error(`error: ${err.message}`);
+    } else if (process.env.FLUX_DEBUG) {
+      console.error(err);
+    } else {
+      const msg = err instanceof Error ? err.message : String(err);
+      console.error(`error: internal error: ${msg.split('\n')[0]} (set FLUX_DEBUG=1 for the stack trace, and please report it)`);
+    }
+    process.exitCode = 1;
+  },
+);
