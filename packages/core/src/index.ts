@@ -1,1 +1,10 @@
 export * from './errors.ts';
+export * from './noise.ts';
+export { MT19937 } from './mt19937.ts';
+export * from './options.ts';
+export * from './validate.ts';
+export * from './schedule.ts';
+export * from './flow-model.ts';
+export * from './packing.ts';
+export * from './img2img.ts';
+export * from './denoise.ts';

@@ -1,0 +1,96 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * A weight as handed to a model's strict loader: a tfjs tensor (not consumed: the layer keeps its own copy),
+ * or float32 data with its shape in the checkpoint's layout (torch: conv [out, in, kh, kw], linear [out, in]).
+ */
+export type WeightValue = tf.Tensor | { readonly data: Float32Array; readonly shape: readonly number[] };
+
+export function weightShape(v: WeightValue): readonly number[] {
+  return v instanceof tf.Tensor ? v.shape : v.shape;
+}
+
+/** A new tensor holding the weight (a clone of a tensor value; the caller's value is not consumed). */
+export function toTensor(v: WeightValue): tf.Tensor {
+  return v instanceof tf.Tensor ? tf.clone(v) : tf.tensor(v.data, [...v.shape], 'float32');
+}
+
+/**
+ * A layer that owns parameters: `paramShapes` names them (the last checkpoint key segment) with their
+ * checkpoint shapes; `setParam` stores one (shape already checked by the loader) in the layer's own layout.
+ */
+export interface ParamLeaf {
+  readonly paramShapes: Readonly<Record<string, readonly number[]>>;
+  setParam(name: string, value: WeightValue): void;
+  dispose(): void;
+}
+
+export function isParamLeaf(v: unknown): v is ParamLeaf {
+  return typeof v === 'object' && v !== null && 'paramShapes' in v && typeof (v as ParamLeaf).setParam === 'function';
+}
+
+/**
+ * torch.nn.Conv2d(in, out, k, stride, padding) on NHWC tensors.
+ * Checkpoint weight [out, in, kh, kw] is stored once as tfjs' [kh, kw, in, out] (HWIO) at load time.
+ * Padding is symmetric, as torch's; asymmetric padding (the VAE Downsample) is done by the caller with tf.pad.
+ */
+export class Conv2d implements ParamLeaf {
+  /** [kh, kw, in, out] */
+  weight: tf.Tensor4D | null = null;
+  /** [out] */
+  bias: tf.Tensor1D | null = null;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly stride = 1,
+    readonly padding = 0,
+  ) {
+    for (const [k, v] of Object.entries({ inChannels, outChannels, kernelSize, stride })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`Conv2d: ${k} must be a positive integer, got ${v}`);
+    }
+    if (!Number.isInteger(padding) || padding < 0) throw new Error(`Conv2d: padding must be a non-negative integer, got ${padding}`);
+  }
+
+  get paramShapes(): Record<string, readonly number[]> {
+    const k = this.kernelSize;
+    return { weight: [this.outChannels, this.inChannels, k, k], bias: [this.outChannels] };
+  }
+
+  setParam(name: string, value: WeightValue): void {
+    if (name === 'weight') {
+      this.weight?.dispose();
+      this.weight = tf.tidy(() => tf.transpose(toTensor(value), [2, 3, 1, 0])) as tf.Tensor4D; // [out,in,kh,kw] -> [kh,kw,in,out]
+    } else if (name === 'bias') {
+      this.bias?.dispose();
+      this.bias = toTensor(value) as tf.Tensor1D;
+    } else {
+      throw new Error(`Conv2d has no parameter ${name}`);
+    }
+  }
+
+  /** x [B, H, W, in] -> [B, H', W', out] */
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    if (!this.weight || !this.bias) throw new Error('Conv2d: weights not loaded');
+    if (x.shape[3] !== this.inChannels) {
+      throw new Error(`Conv2d: input [${x.shape.join(', ')}] has ${x.shape[3]} channels, expected ${this.inChannels}`);
+    }
+    const { weight, bias, stride, padding: p, kernelSize: k } = this;
+    return tf.tidy(() => {
+      // 'same' with stride 1 and k = 2p + 1 is exactly torch's symmetric padding p; otherwise pad explicitly.
+      let input = x;
+      let pad: 'same' | 'valid' = 'valid';
+      if (p > 0 && stride === 1 && k === 2 * p + 1) pad = 'same';
+      else if (p > 0) input = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]);
+      return tf.fused.conv2d({ x: input, filter: weight, bias, strides: stride, pad, dataFormat: 'NHWC' });
+    });
+  }
+
+  dispose(): void {
+    this.weight?.dispose();
+    this.bias?.dispose();
+    this.weight = null;
+    this.bias = null;
+  }
+}

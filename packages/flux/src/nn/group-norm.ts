@@ -1,0 +1,66 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { toTensor, type ParamLeaf, type WeightValue } from './conv2d.ts';
+
+/**
+ * torch.nn.GroupNorm(numGroups, numChannels, eps, affine=True) on NHWC tensors:
+ * per sample and group, (x - mean) / sqrt(var + eps) over (H, W, C/G), biased variance; then * weight + bias per channel.
+ * x [B, H, W, C]; weight, bias [C].
+ */
+export function groupNorm(x: tf.Tensor4D, numGroups: number, eps: number, weight: tf.Tensor1D, bias: tf.Tensor1D): tf.Tensor4D {
+  const [b, h, w, c] = x.shape;
+  if (c % numGroups !== 0) throw new Error(`groupNorm: ${c} channels are not divisible into ${numGroups} groups`);
+  return tf.tidy(() => {
+    const xg = tf.reshape(x, [b, h * w, numGroups, c / numGroups]); // [B,H,W,C] -> [B, HW, G, C/G]
+    const { mean, variance } = tf.moments(xg, [1, 3], true); // [B, 1, G, 1] each, two-pass (biased) variance
+    const xn = tf.mul(tf.sub(xg, mean), tf.rsqrt(tf.add(variance, eps)));
+    const y = tf.reshape(xn, [b, h, w, c]); // [B, HW, G, C/G] -> [B, H, W, C]
+    return tf.add(tf.mul(y, weight), bias) as tf.Tensor4D;
+  });
+}
+
+/** GroupNorm layer whose fields are the checkpoint key segments (`weight`, `bias`). */
+export class GroupNorm implements ParamLeaf {
+  weight: tf.Tensor1D | null = null;
+  bias: tf.Tensor1D | null = null;
+
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    readonly eps = 1e-6,
+  ) {
+    if (!Number.isInteger(numGroups) || numGroups < 1 || numChannels % numGroups !== 0) {
+      throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
+    }
+  }
+
+  get paramShapes(): Record<string, readonly number[]> {
+    return { weight: [this.numChannels], bias: [this.numChannels] };
+  }
+
+  setParam(name: string, value: WeightValue): void {
+    const t = toTensor(value) as tf.Tensor1D;
+    if (name === 'weight') {
+      this.weight?.dispose();
+      this.weight = t;
+    } else if (name === 'bias') {
+      this.bias?.dispose();
+      this.bias = t;
+    } else {
+      t.dispose();
+      throw new Error(`GroupNorm has no parameter ${name}`);
+    }
+  }
+
+  /** x [B, H, W, C] -> [B, H, W, C] */
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    if (!this.weight || !this.bias) throw new Error('GroupNorm: weights not loaded');
+    return groupNorm(x, this.numGroups, this.eps, this.weight, this.bias);
+  }
+
+  dispose(): void {
+    this.weight?.dispose();
+    this.bias?.dispose();
+    this.weight = null;
+    this.bias = null;
+  }
+}

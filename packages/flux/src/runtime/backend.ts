@@ -1,0 +1,412 @@
+/**
+ * The one place that decides which TensorFlow.js backend runs the models.
+ *
+ * Order for `auto` (the default):
+ *   1. `tensorflow` through @tensorflow/tfjs-node-gpu  (libtensorflow with CUDA)
+ *   2. `tensorflow` through @tensorflow/tfjs-node      (native libtensorflow on CPU; `pnpm setup:native`)
+ *   3. `wasm`       through @tensorflow/tfjs-backend-wasm (always installed, single-threaded in Node)
+ *   4. `cpu`        through @tensorflow/tfjs-backend-cpu  (pure JavaScript, for debugging only; never chosen by auto)
+ * `--backend` / FLUX_BACKEND force one; forcing one that cannot load is a BackendError.
+ * When auto falls back, or the GPU package silently runs on CPU, ONE line on stderr says what was
+ * chosen and why the better backend was not available.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { FluxError } from '@flux-ts/core';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendChoice = BackendName | 'auto';
+export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'tensorflow', 'wasm', 'cpu']);
+
+/** The npm packages that provide the `tensorflow` backend, best first. */
+export const NATIVE_PACKAGES = Object.freeze(['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const);
+export type NativePackage = (typeof NATIVE_PACKAGES)[number];
+
+export class BackendError extends FluxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BACKEND_UNAVAILABLE', message, options);
+    this.name = 'BackendError';
+  }
+}
+
+export interface Unavailable {
+  /** `tensorflow (@tensorflow/tfjs-node-gpu)`, `wasm`, ... */
+  candidate: string;
+  reason: string;
+}
+
+export interface BackendInfo {
+  name: BackendName;
+  /** `GPU` or `CPU` for tensorflow, `WebAssembly SIMD, 1 thread` for wasm, `JavaScript` for cpu. */
+  device: string;
+  /** Why a better backend is not in use (the line printed on stderr); absent when nothing better was possible. */
+  reason?: string;
+  requested: BackendChoice;
+  /** The npm package providing the backend. */
+  package: string;
+  /** @tensorflow/tfjs-core version. */
+  tfjsVersion: string;
+  /** libtensorflow version, for the tensorflow backend. */
+  tensorflowVersion?: string;
+  /** Better candidates that were tried (or probed) and could not be used, best first. */
+  unavailable: Unavailable[];
+}
+
+export interface InitBackendOptions {
+  /** Defaults to the FLUX_BACKEND environment variable, then `auto`. */
+  backend?: BackendChoice | string;
+  /** Do not print the fallback line. */
+  quiet?: boolean;
+  /** Where the fallback line goes (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** Checks a user-supplied backend name (`--backend` / FLUX_BACKEND). */
+export function parseBackendChoice(value: string | undefined, source = '--backend'): BackendChoice {
+  if (value === undefined || value === '') return 'auto';
+  const v = value.trim().toLowerCase();
+  if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
+  throw new FluxError(
+    'BAD_BACKEND',
+    `${source} "${value}" is not a backend: use one of ${BACKEND_CHOICES.join(', ')}.`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// native packages
+
+const requireHere = createRequire(import.meta.url);
+
+type NativeProbe =
+  | { ok: true; pkg: NativePackage; pkgJson: string; binding: string }
+  | { ok: false; pkg: NativePackage; reason: string };
+
+interface NativeLoaded {
+  ok: true;
+  pkg: NativePackage;
+  tensorflowVersion: string;
+  usingGpu: boolean;
+}
+type NativeState = NativeLoaded | { ok: false; pkg: NativePackage; reason: string };
+
+const HOW_TO_FIX: Record<NativePackage, string> = {
+  '@tensorflow/tfjs-node': 'run `pnpm setup:native`',
+  '@tensorflow/tfjs-node-gpu': 'needs CUDA 11.2 + cuDNN 8.1 and `pnpm rebuild @tensorflow/tfjs-node-gpu`; see the README',
+};
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n')[0].trim();
+}
+
+/**
+ * Is the package installed and does its native addon load? Loads only the addon (the .node file and
+ * libtensorflow), not the package: a failed package load would leave its kernels registered.
+ */
+function probeNative(pkg: NativePackage): NativeProbe {
+  let pkgJson: string;
+  try {
+    pkgJson = requireHere.resolve(`${pkg}/package.json`);
+  } catch {
+    return { ok: false, pkg, reason: 'not installed' };
+  }
+  const requirePkg = createRequire(pkgJson);
+  let binding: string;
+  try {
+    // The rule the package itself uses to find its addon (lib/napi-v<N>/tfjs_binding.node).
+    const preGyp = requirePkg('@mapbox/node-pre-gyp') as { find(packageJsonPath: string): string };
+    binding = preGyp.find(pkgJson);
+  } catch (e) {
+    return { ok: false, pkg, reason: `cannot locate its native addon (${firstLine(e)})` };
+  }
+  if (!existsSync(binding)) return { ok: false, pkg, reason: `native addon not built (${HOW_TO_FIX[pkg]})` };
+  try {
+    requirePkg(binding);
+  } catch (e) {
+    return { ok: false, pkg, reason: `native addon does not load: ${firstLine(e)} (${HOW_TO_FIX[pkg]})` };
+  }
+  return { ok: true, pkg, pkgJson, binding };
+}
+
+interface TensorflowBackendLike {
+  binding: { TF_Version: string };
+  isUsingGpuDevice: boolean;
+}
+
+let nativeState: NativeState | undefined;
+const nativeFailures = new Map<NativePackage, string>();
+
+/**
+ * Loads the best native package once per process (a second package cannot be loaded next to the first:
+ * both register the `tensorflow` kernels and libtensorflow_framework.so.2).
+ */
+function loadNative(): NativeState {
+  if (nativeState) return nativeState;
+  // libtensorflow logs at load (CPU features, missing CUDA libraries): keep them out unless asked for.
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  // NOTE: TF 2.12+ on x86 enables oneDNN custom ops and announces it on stderr through absl, which
+  // ignores TF_CPP_MIN_LOG_LEVEL. Turning them off removes those two lines; f32 matmul/conv speed was
+  // the same within noise here (about 100-250 GFLOP/s either way). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
+  process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
+  for (const pkg of NATIVE_PACKAGES) {
+    const probe = probeNative(pkg);
+    if (!probe.ok) {
+      nativeFailures.set(pkg, probe.reason);
+      continue;
+    }
+    const previous = selectedBackendName();
+    try {
+      createRequire(probe.pkgJson)(pkg); // registers and selects 'tensorflow' in the shared tfjs-core engine
+      const backend = tf.findBackend('tensorflow') as unknown as TensorflowBackendLike | null;
+      if (!backend) throw new Error('the package loaded but no "tensorflow" backend is registered in @tensorflow/tfjs-core (two copies of tfjs-core?)');
+      nativeState = { ok: true, pkg, tensorflowVersion: String(backend.binding.TF_Version), usingGpu: Boolean(backend.isUsingGpuDevice) };
+    } catch (e) {
+      nativeFailures.set(pkg, `failed to load: ${firstLine(e)}`);
+      nativeState = { ok: false, pkg, reason: `failed to load: ${firstLine(e)}` };
+    }
+    if (previous && previous !== 'tensorflow') void tf.setBackend(previous); // loading selects 'tensorflow'; the caller decides
+    return nativeState;
+  }
+  nativeState = { ok: false, pkg: '@tensorflow/tfjs-node', reason: nativeFailures.get('@tensorflow/tfjs-node') ?? 'unavailable' };
+  return nativeState;
+}
+
+/** The selected backend's name, without making tfjs-core pick (and initialize) one when none is selected. */
+function selectedBackendName(): string | undefined {
+  const engine = tf.engine() as unknown as { backendInstance: unknown; backendName: string };
+  return engine.backendInstance != null ? engine.backendName : undefined;
+}
+
+function summarize(unavailable: Unavailable[]): string {
+  return unavailable.map((u) => `${u.candidate.replace(/^tensorflow \((.*)\)$/, '$1')}: ${u.reason}`).join('; ');
+}
+
+function nativeUnavailable(): Unavailable[] {
+  return NATIVE_PACKAGES.filter((p) => nativeFailures.has(p)).map((p) => ({
+    candidate: `tensorflow (${p})`,
+    reason: nativeFailures.get(p)!,
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// wasm and cpu
+
+let wasmPathsSet = false;
+function prepareWasm(): void {
+  if (wasmPathsSet) return;
+  wasmPathsSet = true;
+  // Point the wasm loader at the package's dist folder explicitly (its own guess depends on how the
+  // bundle was loaded: tsx, vitest and plain node differ).
+  try {
+    const dist = dirname(requireHere.resolve('@tensorflow/tfjs-backend-wasm'));
+    if (existsSync(join(dist, 'tfjs-backend-wasm.wasm'))) setWasmPaths(dist + '/');
+  } catch {
+    // keep the package's default
+  }
+}
+
+/**
+ * The JS backend prints an "install our node backend" banner on its first use in Node; the fallback
+ * line covers that. Creating its instance (cheap) lets us clear the flag even when code switches to
+ * it with tf.setBackend('cpu') directly, as the backend-agreement test does.
+ */
+function quietCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
+}
+quietCpuBanner();
+
+async function activate(name: BackendName): Promise<void> {
+  if (name === 'wasm') prepareWasm();
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (e) {
+    throw new BackendError(`the ${name} backend failed to initialize: ${firstLine(e)}`, { cause: e });
+  }
+  if (!ok) throw new BackendError(`the ${name} backend failed to initialize.`);
+  await tf.ready();
+}
+
+async function wasmDevice(): Promise<string> {
+  let simd = false;
+  try {
+    simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+  } catch {
+    // flag unknown: leave it out
+  }
+  return `WebAssembly${simd ? ' SIMD' : ''}, 1 thread`;
+}
+
+function packageVersion(pkg: string): string | undefined {
+  try {
+    return (requireHere(`${pkg}/package.json`) as { version: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+let current: BackendInfo | undefined;
+
+/**
+ * Selects the backend (once per process for a given request; later calls return the same info and
+ * re-select it if something switched away). Prints one line to stderr when auto had to fall back or
+ * the GPU package runs on CPU, unless `quiet`.
+ */
+export async function initBackend(opts: InitBackendOptions = {}): Promise<BackendInfo> {
+  const requested =
+    opts.backend !== undefined
+      ? parseBackendChoice(opts.backend, '--backend')
+      : parseBackendChoice(process.env.FLUX_BACKEND, 'FLUX_BACKEND');
+  if (current && current.requested === requested) {
+    if (tf.getBackend() !== current.name) await activate(current.name);
+    return current;
+  }
+  const info = await select(requested);
+  current = info;
+  if (info.reason && !opts.quiet) (opts.log ?? ((l) => process.stderr.write(l + '\n')))(fallbackLine(info));
+  return info;
+}
+
+/** The backend chosen by the last initBackend() call, if any. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
+/** The one line printed on a fallback. */
+export function fallbackLine(info: BackendInfo): string {
+  return `flux: using the ${info.name} backend (${describe(info)}); ${info.reason ?? 'nothing better is available'}`;
+}
+
+function describe(info: BackendInfo): string {
+  if (info.name === 'tensorflow') return `${info.device}, TensorFlow ${info.tensorflowVersion} via ${info.package}`;
+  return info.device;
+}
+
+/** What the native probe found, as input to decideBackend(). */
+export interface NativeStatus {
+  /** The package that loaded, if one did. */
+  loaded?: { pkg: NativePackage; tensorflowVersion: string; usingGpu: boolean };
+  /** Packages that could not be used, best first. */
+  failures: Unavailable[];
+}
+
+export interface BackendDecision {
+  name: BackendName;
+  package: string;
+  device?: string;
+  reason?: string;
+  unavailable: Unavailable[];
+}
+
+const GPU_MISSING =
+  'TensorFlow found no GPU device, so @tensorflow/tfjs-node-gpu runs on the CPU ' +
+  '(the CUDA 11.2 / cuDNN 8.1 libraries are not on the library path, or there is no NVIDIA GPU; see the README)';
+
+/**
+ * The selection rule, without side effects: which backend a request gets given what the native
+ * probe found, and the reason line when a better backend is not in use. Throws BackendError when a
+ * forced backend is unavailable.
+ */
+export function decideBackend(requested: BackendChoice, native: NativeStatus): BackendDecision {
+  if (requested === 'auto' || requested === 'tensorflow') {
+    const loaded = native.loaded;
+    if (loaded) {
+      const unavailable = [...native.failures];
+      let reason: string | undefined;
+      if (loaded.pkg === '@tensorflow/tfjs-node-gpu' && !loaded.usingGpu) {
+        reason = GPU_MISSING;
+        unavailable.unshift({ candidate: 'tensorflow (@tensorflow/tfjs-node-gpu) on GPU', reason: 'TensorFlow found no GPU device' });
+      } else if (requested === 'auto' && unavailable.length > 0) {
+        reason = `no GPU: ${summarize(unavailable)}`;
+      }
+      return { name: 'tensorflow', package: loaded.pkg, device: loaded.usingGpu ? 'GPU' : 'CPU', reason, unavailable };
+    }
+    if (requested === 'tensorflow') {
+      throw new BackendError(
+        `the tensorflow backend is not available: ${summarize(native.failures) || 'no native package found'}. ` +
+          'Use --backend wasm (or auto) to run without it.',
+      );
+    }
+    return {
+      name: 'wasm',
+      package: '@tensorflow/tfjs-backend-wasm',
+      reason: `native TensorFlow is unavailable: ${summarize(native.failures)}`,
+      unavailable: [...native.failures],
+    };
+  }
+  if (requested === 'wasm') return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', unavailable: [] };
+  return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', device: 'JavaScript', unavailable: [] };
+}
+
+function nativeStatus(): NativeStatus {
+  const state = loadNative();
+  return {
+    loaded: state.ok ? { pkg: state.pkg, tensorflowVersion: state.tensorflowVersion, usingGpu: state.usingGpu } : undefined,
+    failures: nativeUnavailable(),
+  };
+}
+
+async function select(requested: BackendChoice): Promise<BackendInfo> {
+  const native = requested === 'auto' || requested === 'tensorflow' ? nativeStatus() : { failures: [] };
+  const decision = decideBackend(requested, native);
+  const base = { requested, tfjsVersion: tf.version_core };
+  try {
+    await activate(decision.name);
+  } catch (e) {
+    if (requested !== 'auto' || decision.name !== 'wasm') throw e;
+    // Last resort: wasm should always load, but if it does not, auto still runs (slowly).
+    const unavailable = [...decision.unavailable, { candidate: 'wasm', reason: firstLine(e) }];
+    await activate('cpu');
+    return {
+      ...base,
+      name: 'cpu',
+      device: 'JavaScript',
+      package: '@tensorflow/tfjs-backend-cpu',
+      reason: `neither native TensorFlow nor wasm is available (${summarize(unavailable)}); the JavaScript backend is very slow`,
+      unavailable,
+    };
+  }
+  return {
+    ...base,
+    name: decision.name,
+    device: decision.device ?? (decision.name === 'wasm' ? await wasmDevice() : 'JavaScript'),
+    package: decision.package,
+    reason: decision.reason,
+    tensorflowVersion: native.loaded?.tensorflowVersion,
+    unavailable: decision.unavailable,
+  };
+}
+
+/**
+ * Availability of every candidate, for `pnpm flux backend` (loads the native package if it can).
+ * Does not change the selected backend.
+ */
+export async function listBackends(): Promise<{ candidate: string; package: string; version?: string; available: boolean; detail: string }[]> {
+  const before = selectedBackendName();
+  const native = loadNative();
+  const rows: { candidate: string; package: string; version?: string; available: boolean; detail: string }[] = [];
+  for (const pkg of NATIVE_PACKAGES) {
+    const failure = nativeFailures.get(pkg);
+    const loaded = native.ok && native.pkg === pkg;
+    rows.push({
+      candidate: 'tensorflow',
+      package: pkg,
+      version: packageVersion(pkg),
+      available: loaded,
+      detail: loaded
+        ? `TensorFlow ${native.tensorflowVersion} on ${native.usingGpu ? 'GPU' : pkg === '@tensorflow/tfjs-node-gpu' ? 'CPU (TensorFlow found no GPU device)' : 'CPU'}`
+        : failure ?? (native.ok ? `not loaded (${native.pkg} is in use)` : 'unavailable'),
+    });
+  }
+  rows.push({ candidate: 'wasm', package: '@tensorflow/tfjs-backend-wasm', version: packageVersion('@tensorflow/tfjs-backend-wasm'), available: true, detail: 'always installed; single-threaded in Node' });
+  rows.push({ candidate: 'cpu', package: '@tensorflow/tfjs-backend-cpu', version: packageVersion('@tensorflow/tfjs-backend-cpu'), available: true, detail: 'pure JavaScript, for debugging only' });
+  if (before && tf.getBackend() !== before) await tf.setBackend(before);
+  return rows;
+}

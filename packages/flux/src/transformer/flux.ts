@@ -1,0 +1,222 @@
+/**
+ * BFL Flux (src/flux/model.py): the FLUX.1 MMDiT. Weights use BFL key names; diffusers checkpoints are renamed by
+ * weights/transformer-keys.ts before they get here. Modules are built per forward from a WeightSource, one at a
+ * time, so the same forward serves resident weights (ResidentWeights) and weights streamed per block.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { FluxError, type FlowModel } from '@flux-ts/core';
+import { fluxParamsFromDiffusers, headDim, validateFluxParams, type FluxParams } from '../configs.ts';
+import { toBflTransformerKeys } from '../weights/transformer-keys.ts';
+import { DoubleStreamBlock, type BlockDims } from './double-stream-block.ts';
+import { EmbedND } from './embed-nd.ts';
+import { LastLayer } from './last-layer.ts';
+import { MLPEmbedder } from './mlp-embedder.ts';
+import { linearFrom, timestepEmbedding, type Rope } from './ops.ts';
+import { SingleStreamBlock } from './single-stream-block.ts';
+import { checkWeights, linearSpec, prefixed, ResidentWeights, type ParamSpec, type Weights, type WeightSource } from './weights.ts';
+
+export type { FluxParams } from '../configs.ts';
+
+/** diffusers `transformer/config.json` -> FluxParams (validated). */
+export function fromDiffusersConfig(json: unknown, source?: string): FluxParams {
+  return fluxParamsFromDiffusers(json, source);
+}
+
+/** Width of the sinusoidal time / guidance embedding (model.py: `timestep_embedding(t, 256)`). */
+export const TIME_EMBED_DIM = 256;
+
+/** The FlowModel forward inputs (core's FlowModelInputs), named as BFL's `Flux.forward`. */
+export interface FluxInputs {
+  /** packed latent tokens [B, L_img, in_channels] */
+  img: tf.Tensor;
+  /** [B, L_img, 3], or [L_img, 3] for the whole batch */
+  img_ids: tf.Tensor;
+  /** T5 states [B, L_txt, context_in_dim] */
+  txt: tf.Tensor;
+  /** [B, L_txt, 3], or [L_txt, 3] for the whole batch */
+  txt_ids: tf.Tensor;
+  /** t in [0, 1], [B] */
+  timesteps: tf.Tensor;
+  /** CLIP pooled [B, vec_in_dim] */
+  y: tf.Tensor;
+  /** [B]; required by guidance-distilled models (dev), ignored otherwise */
+  guidance?: tf.Tensor;
+}
+
+export interface FluxOptions {
+  /** Heads per attention chunk (default: all at once). Bounds the [B, H, L, L] score memory; same result. */
+  attentionHeadChunk?: number;
+}
+
+function blockDims(p: FluxParams): BlockDims {
+  return { hidden_size: p.hiddenSize, num_heads: p.numHeads, mlp_ratio: p.mlpRatio, qkv_bias: p.qkvBias };
+}
+
+/** Every BFL key of the transformer with its shape. */
+export function fluxParamSpec(p: FluxParams): ParamSpec {
+  const h = p.hiddenSize;
+  const spec: Record<string, readonly number[]> = {
+    ...linearSpec('img_in', p.inChannels, h),
+    ...prefixed('time_in.', MLPEmbedder.spec(TIME_EMBED_DIM, h)),
+    ...prefixed('vector_in.', MLPEmbedder.spec(p.vecInDim, h)),
+    ...(p.guidanceEmbed ? prefixed('guidance_in.', MLPEmbedder.spec(TIME_EMBED_DIM, h)) : {}),
+    ...linearSpec('txt_in', p.contextInDim, h),
+  };
+  const d = blockDims(p);
+  for (let i = 0; i < p.depth; i++) Object.assign(spec, prefixed(`double_blocks.${i}.`, DoubleStreamBlock.spec(d)));
+  for (let i = 0; i < p.depthSingleBlocks; i++) Object.assign(spec, prefixed(`single_blocks.${i}.`, SingleStreamBlock.spec(d)));
+  Object.assign(spec, prefixed('final_layer.', LastLayer.spec(h, p.outChannels)));
+  return spec;
+}
+
+export class FluxInputError extends FluxError {
+  constructor(message: string) {
+    super('FLUX_INPUT', message);
+    this.name = 'FluxInputError';
+  }
+}
+
+function shapeOf(t: tf.Tensor): string {
+  return `[${t.shape.join(', ')}]`;
+}
+
+export class Flux implements FlowModel {
+  readonly params: FluxParams;
+  readonly pe_embedder: EmbedND;
+  readonly source: WeightSource;
+  readonly options: FluxOptions;
+
+  constructor(params: FluxParams, source: WeightSource, options: FluxOptions = {}) {
+    this.params = validateFluxParams(params);
+    this.pe_embedder = new EmbedND(headDim(params), params.theta, params.axesDim);
+    this.source = source;
+    this.options = options;
+    const c = options.attentionHeadChunk;
+    if (c !== undefined && !(Number.isInteger(c) && c >= 1)) {
+      throw new FluxError('FLUX_OPTION', `attentionHeadChunk must be a positive integer (heads per chunk), got ${c}`);
+    }
+  }
+
+  /**
+   * A model holding all its weights in memory. `tensors` in BFL or diffusers names (diffusers are converted by the
+   * key table); checked strictly against the config. Takes ownership of the tensors (`dispose()` frees them).
+   */
+  static fromTensors(params: FluxParams, tensors: Weights, options?: FluxOptions): Flux {
+    validateFluxParams(params);
+    const bfl = toBflTransformerKeys(tensors, params);
+    checkWeights(fluxParamSpec(params), bfl, 'the transformer checkpoint');
+    return new Flux(params, new ResidentWeights(bfl), options);
+  }
+
+  get guidanceEmbed(): boolean {
+    return this.params.guidanceEmbed;
+  }
+
+  dispose(): void {
+    if (this.source instanceof ResidentWeights) this.source.dispose();
+  }
+
+  /** Builds the module under `prefix` from the source, runs `fn` in a tidy, releases the weights. */
+  private async withModule<M, T extends tf.TensorContainer>(prefix: string, build: (w: Weights) => M, fn: (m: M) => T): Promise<T> {
+    const w = await this.source.get(prefix);
+    try {
+      const m = build(w);
+      return tf.tidy(() => fn(m));
+    } finally {
+      this.source.release?.(prefix, w);
+    }
+  }
+
+  private checkInputs(x: FluxInputs): void {
+    const p = this.params;
+    const { img, img_ids, txt, txt_ids, timesteps, y, guidance } = x;
+    const bad: string[] = [];
+    const b = img.shape[0]!;
+    if (img.rank !== 3 || img.shape[2] !== p.inChannels) bad.push(`img is ${shapeOf(img)}, expected [B, L_img, ${p.inChannels}]`);
+    if (txt.rank !== 3 || txt.shape[0] !== b || txt.shape[2] !== p.contextInDim) bad.push(`txt is ${shapeOf(txt)}, expected [${b}, L_txt, ${p.contextInDim}]`);
+    const nAxes = p.axesDim.length;
+    const idsOk = (ids: tf.Tensor, l: number | undefined) =>
+      (ids.rank === 3 && ids.shape[0] === b && ids.shape[1] === l && ids.shape[2] === nAxes) ||
+      (ids.rank === 2 && ids.shape[0] === l && ids.shape[1] === nAxes);
+    if (!idsOk(img_ids, img.shape[1])) bad.push(`img_ids is ${shapeOf(img_ids)}, expected [${b}, ${img.shape[1]}, ${nAxes}] or [${img.shape[1]}, ${nAxes}]`);
+    if (!idsOk(txt_ids, txt.shape[1])) bad.push(`txt_ids is ${shapeOf(txt_ids)}, expected [${b}, ${txt.shape[1]}, ${nAxes}] or [${txt.shape[1]}, ${nAxes}]`);
+    if (timesteps.rank !== 1 || timesteps.shape[0] !== b) bad.push(`timesteps is ${shapeOf(timesteps)}, expected [${b}]`);
+    if (y.rank !== 2 || y.shape[0] !== b || y.shape[1] !== p.vecInDim) bad.push(`y is ${shapeOf(y)}, expected [${b}, ${p.vecInDim}]`);
+    if (p.guidanceEmbed) {
+      if (!guidance) bad.push('guidance is missing: this model is guidance-distilled (dev) and needs a guidance value per batch entry');
+      else if (guidance.rank !== 1 || guidance.shape[0] !== b) bad.push(`guidance is ${shapeOf(guidance)}, expected [${b}]`);
+    }
+    if (bad.length) throw new FluxInputError(`transformer inputs do not fit the model: ${bad.join('; ')}`);
+  }
+
+  /** model.py:97-119. Returns the predicted velocity [B, L_img, out_channels]; the inputs are not disposed. */
+  // img [B, L_img, in], txt [B, L_txt, ctx], ids [B, L, 3], timesteps/guidance [B], y [B, vec] -> [B, L_img, out]
+  async forward(inputs: FluxInputs): Promise<tf.Tensor3D> {
+    this.checkInputs(inputs);
+    const p = this.params;
+    const chunk = this.options.attentionHeadChunk;
+    const { img_ids, txt_ids, timesteps, y, guidance } = inputs;
+    const live: tf.Tensor[] = [];
+    const keep = <T extends tf.Tensor>(t: T): T => {
+      live.push(t);
+      return t;
+    };
+    try {
+      const h = p.hiddenSize;
+      const linearIn = (name: string, inF: number) => (w: Weights) => {
+        checkWeights(linearSpec('', inF, h), w, name);
+        return linearFrom(w, '');
+      };
+      const embedder = (name: string, inF: number) => (w: Weights) => {
+        checkWeights(MLPEmbedder.spec(inF, h), w, name);
+        return new MLPEmbedder(w);
+      };
+      let img = keep(await this.withModule('img_in.', linearIn('img_in', p.inChannels), (m) => m.forward(inputs.img)));
+      let vec = keep(await this.withModule('time_in.', embedder('time_in', TIME_EMBED_DIM),
+        (m) => m.forward(timestepEmbedding(timesteps as tf.Tensor1D, TIME_EMBED_DIM))));
+      if (p.guidanceEmbed) {
+        const prev = vec;
+        vec = keep(await this.withModule('guidance_in.', embedder('guidance_in', TIME_EMBED_DIM),
+          (m) => tf.add(prev, m.forward(timestepEmbedding(guidance as tf.Tensor1D, TIME_EMBED_DIM)))));
+      }
+      {
+        const prev = vec;
+        vec = keep(await this.withModule('vector_in.', embedder('vector_in', p.vecInDim), (m) => tf.add(prev, m.forward(y))));
+      }
+      let txt = keep(await this.withModule('txt_in.', linearIn('txt_in', p.contextInDim), (m) => m.forward(inputs.txt)));
+
+      const batched = (t: tf.Tensor) => (t.rank === 3 ? t : tf.tile(tf.expandDims(t, 0), [inputs.img.shape[0]!, 1, 1])); // [L,3] -> [B,L,3]
+      const ids = keep(tf.tidy(() => tf.concat([batched(txt_ids), batched(img_ids)], 1))); // [B, L_txt + L_img, n_axes]
+      const pe: Rope = this.pe_embedder.forward(ids as tf.Tensor3D);
+      keep(pe.cos);
+      keep(pe.sin);
+
+      const dims = blockDims(p);
+      for (let i = 0; i < p.depth; i++) {
+        const prefix = `double_blocks.${i}.`;
+        const [imgNext, txtNext] = await this.withModule(prefix, (w) => new DoubleStreamBlock(dims, w, prefix.slice(0, -1)),
+          (blk) => blk.forward(img, txt, vec, pe, chunk));
+        img.dispose();
+        txt.dispose();
+        img = keep(imgNext);
+        txt = keep(txtNext);
+      }
+
+      const lTxt = txt.shape[1]!;
+      let x = keep(tf.concat([txt, img], 1)); // [B, L_txt + L_img, hidden]
+      img.dispose();
+      txt.dispose();
+      for (let i = 0; i < p.depthSingleBlocks; i++) {
+        const prefix = `single_blocks.${i}.`;
+        const next = await this.withModule(prefix, (w) => new SingleStreamBlock(dims, w, prefix.slice(0, -1)), (blk) => blk.forward(x, vec, pe, chunk));
+        x.dispose();
+        x = keep(next);
+      }
+      const imgTokens = keep(tf.slice(x, [0, lTxt, 0], [-1, -1, -1])); // x[:, L_txt:]
+      return await this.withModule('final_layer.', (w) => new LastLayer(p.hiddenSize, p.outChannels, w),
+        (m) => m.forward(imgTokens, vec) as tf.Tensor3D);
+    } finally {
+      for (const t of live) if (!t.isDisposed) t.dispose();
+    }
+  }
+}
