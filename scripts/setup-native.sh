@@ -65,7 +65,7 @@ fi
 [[ "$(uname -s)" == Linux ]] || die "only Linux is supported (the tensorflow-cpu wheel is used as the library source); on other systems use the stock install of @tensorflow/tfjs-node where storage.googleapis.com is reachable."
 [[ "$(uname -m)" == x86_64 ]] || die "only x86_64 is supported: the tensorflow-cpu wheel exists for x86_64 only (found $(uname -m))."
 PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null || die "python3 is not on PATH (needed to download and unpack the tensorflow-cpu wheel). Install python3 and pip (Debian: apt-get install python3 python3-pip), or set PYTHON=/path/to/python."
+command -v "$PY" >/dev/null || die "$PY not found (needed to download and unpack the tensorflow-cpu wheel). Install python3 and pip (Debian: apt-get install python3 python3-pip), or set PYTHON=/path/to/python."
 "$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available for $PY. Install it (Debian: apt-get install python3-pip; or $PY -m ensurepip)."
 CXX_BIN="${CXX:-c++}"
 command -v "$CXX_BIN" >/dev/null || command -v g++ >/dev/null || die "no C++ compiler (c++/g++) on PATH. Install one (Debian: apt-get install g++ make)."
@@ -105,9 +105,15 @@ if [[ ! -f "$LIBTF/.complete" ]]; then
   WHEEL="$(ls "$WHEELS"/tensorflow_cpu-"$TF_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
   if [[ -z "$WHEEL" ]]; then
     say "downloading tensorflow-cpu==$TF_VERSION from PyPI (about 275 MB) into $WHEELS"
+    # Only the shared libraries are used, so the wheel's Python version does not matter: if there is
+    # none for this interpreter, fetch the CPython 3.11 one.
     "$PY" -m pip download --no-deps --only-binary=:all: --disable-pip-version-check -q \
+      "tensorflow-cpu==$TF_VERSION" -d "$WHEELS" 2>/dev/null \
+    || "$PY" -m pip download --no-deps --only-binary=:all: --disable-pip-version-check -q \
+      --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
       "tensorflow-cpu==$TF_VERSION" -d "$WHEELS" \
-      || die "pip could not download tensorflow-cpu==$TF_VERSION (is PyPI reachable? is there a wheel for this Python, $("$PY" -V 2>&1)?)."
+    || die "pip could not download tensorflow-cpu==$TF_VERSION from PyPI (is it reachable? does that version exist?)."
     WHEEL="$(ls "$WHEELS"/tensorflow_cpu-"$TF_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
     [[ -n "$WHEEL" ]] || die "pip reported success but no tensorflow_cpu-$TF_VERSION wheel is in $WHEELS."
   else

@@ -20,6 +20,13 @@ Files:
                        [1,3,48,32]; pixels = VaeImageProcessor.postprocess(image, "np") * 255 rounded, uint8 [48,32,3].
 - tiled.safetensors    z [1,16,7,9]; image_tiled = decode with `enable_tiling()` (diffusers `tiled_decode`,
                        tile_latent_min_size 4, tile_sample_min_size 32, overlap 0.25); image_untiled = plain decode.
+- encode-sample.safetensors  x (= encode.safetensors x); z_seeded = 0.3611 (latent_dist.sample(generator) - 0.1159) with
+                       generator = torch.Generator("cpu").manual_seed(SAMPLE_SEED) (DiagonalGaussianDistribution.sample
+                       draws randn_tensor(mean.shape, generator) first); noise_after = the next randn draw of that same
+                       generator with the latent's shape (what FluxImg2ImgPipeline.prepare_latents draws next).
+- tiled-encode.safetensors  x [1,3,56,72]; moments_tiled = `_tiled_encode` (enable_tiling(): 32 px tiles every 24 px,
+                       1-cell blend) = encoder output (mean | unclamped logvar) [1,32,7,9]; mean_tiled = latent_dist.mean
+                       with tiling; moments_untiled = plain encoder output.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from common import assert_close, fixture_path, save, seed
 
 AREA = "vae"
+SAMPLE_SEED = 1234
 SCALE, SHIFT = 0.3611, 0.1159
 
 CONFIG = dict(
@@ -163,6 +171,28 @@ def main() -> None:
         print(f"tiled vs untiled (diffusers, random tiny weights): relL2 {gap:.3e}")
         save(AREA, "tiled.safetensors", {"z": zt, "image_tiled": tiled, "image_untiled": untiled},
              note=f"diffusers tiled vs untiled relL2 {gap:.6e}")
+
+        # ---- encode with a sample of the latent distribution drawn from a seeded generator (img2img default)
+        g = torch.Generator("cpu").manual_seed(SAMPLE_SEED)
+        zs = vae.encode(x).latent_dist.sample(generator=g)
+        noise_after = torch.randn(zs.shape, generator=g)
+        check = vae.encode(x).latent_dist
+        draw = torch.randn(check.mean.shape, generator=torch.Generator("cpu").manual_seed(SAMPLE_SEED))
+        assert_close(zs, check.mean + check.std * draw, "sample(generator) == mean + std * randn(mean.shape, generator)", 0.0)
+        save(AREA, "encode-sample.safetensors",
+             {"x": x, "z_seeded": SCALE * (zs - SHIFT), "noise_after": noise_after},
+             note=f"latent_dist.sample(torch.Generator('cpu').manual_seed({SAMPLE_SEED})), then the next randn of it")
+
+        # ---- tiled encode (diffusers _tiled_encode: 32 px tiles, stride 24 px, blend 1 latent cell, row limit 3)
+        xt = torch.rand(1, 3, 56, 72) * 2 - 1
+        moments_untiled = vae.encoder(xt)
+        vae.enable_tiling()
+        moments_tiled = vae._encode(xt)
+        mean_tiled = vae.encode(xt).latent_dist.mean
+        vae.disable_tiling()
+        assert moments_tiled.shape == (1, 32, 7, 9), moments_tiled.shape
+        save(AREA, "tiled-encode.safetensors",
+             {"x": xt, "moments_tiled": moments_tiled, "mean_tiled": mean_tiled, "moments_untiled": moments_untiled})
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ import { isFluxError } from '@flux-ts/core';
 type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
 
 const COMMANDS: Record<string, Command> = {
+  generate: { summary: 'generate images from a prompt (text-to-image, image-to-image), PNGs with their parameters', load: () => import('./commands/generate.ts') },
   inspect: { summary: 'inspect a checkpoint file, index or model folder (headers only)', load: () => import('./commands/inspect.ts') },
   noise: { summary: 'write torch-compatible seeded noise to a safetensors file', load: () => import('./commands/noise.ts') },
+  tokenize: { summary: 'show how a prompt is tokenized for CLIP and T5, and where it is truncated', load: () => import('./commands/tokenize.ts') },
   backend: { summary: 'show which tensor backend would be used and why', load: () => import('./commands/backend.ts') },
+  download: { summary: 'download FLUX weights from the Hugging Face hub into the HF cache (resumable)', load: () => import('./commands/download.ts') },
 };
 
 function usage(): string {

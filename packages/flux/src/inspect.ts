@@ -23,6 +23,7 @@ import {
 } from './weights/architectures.ts';
 import { openCheckpoint } from './weights/checkpoint.ts';
 import { compareArchitecture, defaultArchitecture, detectFormat, stripPrefix, type Mismatch } from './weights/detect.ts';
+import { formatBytes } from './format.ts';
 
 export type InspectFormat = WeightsFormat | 'diffusers-pipeline' | 'folder' | 'unknown';
 
@@ -285,13 +286,6 @@ export function formatCount(n: number): string {
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;
   return String(n);
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} KB`;
-  return `${n} B`;
 }
 
 const SHOWN = 10;

@@ -95,6 +95,8 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, pe?: Rope | 
 
   return tf.tidy(() => {
     const tables = pe ? ropeTables(pe) : null;
+    const cq = tables ? tf.mul(tables.c, scale) : null;
+    const sq = tables ? tf.mul(tables.s, scale) : null;
     const parts: tf.Tensor[] = [];
     for (let h0 = 0; h0 < H; h0 += chunk) {
       const n = Math.min(chunk, H - h0);
@@ -105,10 +107,11 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, pe?: Rope | 
         let kc = pick(k);
         const vc = pick(v);
         if (tables) {
-          qc = rotate(qc, tables.c, tables.s);
+          // the 1/sqrt(D) of the scores is folded into q's (small) rotation tables: one pass less over q
+          qc = rotate(qc, cq!, sq!);
           kc = rotate(kc, tables.c, tables.s);
-        }
-        const scores = tf.matMul(tf.mul(qc, scale), kc, false, true); // [B, n, Lq, Lk]
+        } else qc = tf.mul(qc, scale);
+        const scores = tf.matMul(qc, kc, false, true); // [B, n, Lq, Lk]
         const out = tf.matMul(tf.softmax(scores), vc); // [B, n, Lq, Dv]
         return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, Lq, n * Dv]); // [B, n, Lq, Dv] -> [B, Lq, (n Dv)]
       }));

@@ -2,7 +2,6 @@
  * Per-module parity against tensors hooked out of BFL's Flux while it ran the whole-model fixture
  * (test/reference/gen_transformer.py), so a whole-model failure points at a module. fp32: relative L2 <= 1e-5.
  */
-import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../../../test/harness/compare.ts';

@@ -3,7 +3,6 @@
  * own converter produced (test/fixtures/transformer/*.{bfl,diffusers}.safetensors), the strict weight walk, and the
  * config invariants.
  */
-import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
 import { describe, expect, it } from 'vitest';

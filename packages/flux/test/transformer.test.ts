@@ -2,7 +2,6 @@
  * Whole-model parity: our Flux vs BFL's Flux and diffusers' FluxTransformer2DModel on two tiny random configs
  * (test/reference/gen_transformer.py), from either checkpoint layout. fp32 everywhere: relative L2 <= 1e-5.
  */
-import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../../../test/harness/compare.ts';

@@ -2,7 +2,6 @@
  * The BFL <-> diffusers VAE key table against the full-size key lists (test/fixtures/keys/{bfl,diffusers}-vae.json,
  * made from the real reference classes), and the model's expected parameters against the BFL list.
  */
-import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
 import { loadJsonFixture } from '../../../test/harness/fixtures.ts';
 import { FLUX_VAE } from '../src/configs.ts';

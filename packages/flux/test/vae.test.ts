@@ -2,10 +2,9 @@
  * FLUX autoencoder parity vs diffusers AutoencoderKL (tiny FLUX-shaped config, fp32), fixtures from
  * test/reference/gen_vae.py. Tolerance: relative L2 <= 1e-5 (fp32 end to end; observed values are printed by failures).
  */
-import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FluxError } from '@flux-ts/core';
+import { FluxError, TorchGenerator } from '@flux-ts/core';
 import { expectClose, compareArrays } from '../../../test/harness/compare.ts';
 import { loadFixture, loadJsonFixture, type FixtureTensor } from '../../../test/harness/fixtures.ts';
 import {
@@ -18,6 +17,8 @@ import {
   type AutoEncoderParams,
   type WeightValue,
 } from '../src/autoencoder/autoencoder.ts';
+import { activationBudget, estimateDecodeMemory, estimateEncodeMemory, WASM_HEAP_LIMIT_BYTES } from '../src/autoencoder/memory.ts';
+import { FLUX_VAE } from '../src/configs.ts';
 
 const TOL = 1e-5;
 
@@ -36,6 +37,8 @@ let ae: AutoEncoder;
 let enc: Record<string, FixtureTensor>;
 let dec: Record<string, FixtureTensor>;
 let tiled: Record<string, FixtureTensor>;
+let encSample: Record<string, FixtureTensor>;
+let tiledEnc: Record<string, FixtureTensor>;
 
 beforeAll(async () => {
   params = fromDiffusersConfig(await loadJsonFixture('vae', 'vae-tiny.config.json'));
@@ -44,6 +47,8 @@ beforeAll(async () => {
   enc = await loadFixture('vae', 'encode.safetensors');
   dec = await loadFixture('vae', 'decode.safetensors');
   tiled = await loadFixture('vae', 'tiled.safetensors');
+  encSample = await loadFixture('vae', 'encode-sample.safetensors');
+  tiledEnc = await loadFixture('vae', 'tiled-encode.safetensors');
   ae = AutoEncoder.fromWeights(params, bflWeights, 'vae-tiny.bfl.safetensors');
 });
 
@@ -122,12 +127,133 @@ describe('AutoEncoder parity vs diffusers AutoencoderKL (tiny FLUX config, 48x32
     tf.dispose([z, t, t2, u]);
   });
 
+  it('encode sample from a seeded TorchGenerator == latent_dist.sample(torch.Generator().manual_seed(1234)), then the next draw', () => {
+    const x = tensor4(encSample.x);
+    const g = new TorchGenerator(1234);
+    const z = ae.encode(x, { mode: 'sample', generator: g });
+    expectClose(z, encSample.z_seeded.data as Float32Array, { relL2: TOL, label: 'z (seeded sample)' });
+    // the generator continues exactly where diffusers' does: the pipeline's noise comes next, seed-for-seed
+    const next = g.randn(z.shape);
+    expect(compareArrays(next, encSample.noise_after.data as Float32Array).maxAbs).toBe(0);
+    // and drawing the noise up front is the same thing
+    const z2 = ae.encode(x, { mode: 'sample', noise: new TorchGenerator(1234).randn([1, 16, 6, 4]) });
+    expect(compareArrays(z2.dataSync(), z.dataSync()).maxAbs).toBe(0);
+    tf.dispose([x, z, z2]);
+  });
+
+  it('tiled encode matches diffusers _tiled_encode (32 px tiles every 24 px over 56x72)', () => {
+    const x = tensor4(tiledEnc.x);
+    const m = tiledEnc.moments_tiled;
+    const [, c2, h, w] = m.shape;
+    const z = c2 / 2;
+    const ref = m.data as Float32Array;
+    const refMean = ref.subarray(0, z * h * w);
+    const refLogvar = Float32Array.from(ref.subarray(z * h * w), (v) => Math.min(20, Math.max(-30, v)));
+    for (const tiling of [{ tileSampleSize: 32, tileLatentSize: 4, overlapFactor: 0.25 }, true] as const) {
+      const { mean, logvar } = ae.encodeMoments(x, { tiling });
+      expect(mean.shape).toEqual([1, z, h, w]);
+      expectClose(mean, refMean, { relL2: TOL, label: 'tiled encode mean' });
+      expectClose(mean, tiledEnc.mean_tiled.data as Float32Array, { relL2: TOL, label: 'tiled latent_dist.mean' });
+      expectClose(logvar, refLogvar, { relL2: TOL, label: 'tiled encode logvar' });
+      tf.dispose([mean, logvar]);
+    }
+    const { mean } = ae.encodeMoments(x, { tiling: false });
+    expectClose(mean, (tiledEnc.moments_untiled.data as Float32Array).subarray(0, z * h * w), { relL2: TOL, label: 'untiled encode mean' });
+    tf.dispose([x, mean]);
+  });
+
+  it('tiled vs untiled decode differ exactly as much as in diffusers (random weights: the mid attention and GroupNorm are global)', () => {
+    // With random weights tiles differ wholesale from the whole decode (diffusers: relL2 ~0.97 on this fixture), so an
+    // elementwise tolerance against the untiled image would be meaningless. What is tested: our gap equals the
+    // reference's gap, the seams are blended as the reference blends them (parity above), and one tile == untiled.
+    const z = tensor4(tiled.z);
+    const t = ae.decode(z, { tiling: true });
+    const u = ae.decode(z, { tiling: false });
+    const ours = compareArrays(t.dataSync(), u.dataSync()).relL2;
+    const ref = compareArrays(tiled.image_tiled.data as Float32Array, tiled.image_untiled.data as Float32Array).relL2;
+    expect(Math.abs(ours - ref)).toBeLessThan(1e-4);
+    tf.dispose([z, t, u]);
+  });
+
   it('tiling is a no-op when the latent fits in one tile (as diffusers decode)', () => {
     const z = tensor4(dec.z); // 6x4 latent
     const a = ae.decode(z);
     const b = ae.decode(z, { tiling: { tileLatentSize: 6, tileSampleSize: 48 } });
     expect(compareArrays(b.dataSync(), a.dataSync()).maxAbs).toBe(0);
     tf.dispose([z, a, b]);
+  });
+});
+
+describe('decode/encode peak memory estimate and automatic tiling', () => {
+  const MiB = 2 ** 20;
+  it('FLUX VAE: the decoder peak is the first full-resolution ResnetBlock at 512^2 and 1024^2', () => {
+    const d512 = estimateDecodeMemory(FLUX_VAE, { batch: 1, height: 64, width: 64 });
+    const d1024 = estimateDecodeMemory(FLUX_VAE, { batch: 1, height: 128, width: 128 });
+    expect(d512.stage).toBe('decoder.up.0.block.0');
+    expect(d1024.stage).toBe('decoder.up.0.block.0');
+    // 5 x 256 channel maps of H x W floats, x 1.25 workspace: 1.56 GiB at 512^2, 6.25 GiB at 1024^2
+    expect(d512.peakBytes).toBe(Math.ceil(5 * 256 * 512 * 512 * 4 * 1.25));
+    expect(d1024.peakBytes).toBe(Math.ceil(5 * 256 * 1024 * 1024 * 4 * 1.25));
+    expect(estimateDecodeMemory(FLUX_VAE, { batch: 2, height: 64, width: 64 }).peakBytes).toBeGreaterThan(1.99 * d512.peakBytes);
+    const e1024 = estimateEncodeMemory(FLUX_VAE, { batch: 1, height: 1024, width: 1024 });
+    expect(e1024.stage).toBe('encoder.down.0.block.0');
+    expect(e1024.peakBytes).toBeLessThan(d1024.peakBytes);
+    expect(() => estimateDecodeMemory(FLUX_VAE, { batch: 1, height: 0, width: 4 })).toThrow(RangeError);
+  });
+
+  it('the mid attention score blocks dominate when the latent is huge and the channels few', () => {
+    const p = { ...FLUX_VAE, ch: 4, chMult: [1, 1], normNumGroups: 2 };
+    expect(estimateDecodeMemory(p, { batch: 1, height: 128, width: 128 }).stage).toBe('decoder.mid.attn_1');
+  });
+
+  it('budget: wasm heap minus twice the held tensors (XNNPACK packed copies) minus margin; native: option or half of RAM minus held', () => {
+    const held = 300 * MiB;
+    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 512 * MiB);
+    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30, budgetBytes: 2 ** 40 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 512 * MiB);
+    expect(activationBudget({ backend: 'tensorflow', heldBytes: held, totalMemBytes: 16 * 2 ** 30 })).toBe(8 * 2 ** 30 - held);
+    expect(activationBudget({ backend: 'cpu', heldBytes: held, totalMemBytes: 16 * 2 ** 30, budgetBytes: 123 })).toBe(123);
+    // with FLUX's decoder weights held (~200 MB), 512^2 fits the wasm heap and 1024^2 does not
+    const wasm = activationBudget({ backend: 'wasm', heldBytes: 200 * MiB, totalMemBytes: 16 * 2 ** 30 });
+    expect(estimateDecodeMemory(FLUX_VAE, { batch: 1, height: 64, width: 64 }).peakBytes).toBeLessThan(wasm);
+    expect(estimateDecodeMemory(FLUX_VAE, { batch: 1, height: 128, width: 128 }).peakBytes).toBeGreaterThan(wasm);
+  });
+
+  it('bounds the tensor bytes the backend actually holds (tf.profile peak): measured <= estimate <= 2.5x measured', async () => {
+    for (const [lh, lw] of [[6, 4], [12, 8]] as const) {
+      const z = tf.randomNormal([1, lh, lw, 16]) as tf.Tensor4D;
+      const x = tf.randomNormal([1, lh * 8, lw * 8, 3]) as tf.Tensor4D;
+      const s1 = tf.memory().numBytes;
+      const pd = await tf.profile(() => ae.decoder.forward(z).dispose());
+      const s2 = tf.memory().numBytes;
+      const pe = await tf.profile(() => ae.encoder.forward(x).dispose());
+      const dec = estimateDecodeMemory(params, { batch: 1, height: lh, width: lw }).peakBytes;
+      const encE = estimateEncodeMemory(params, { batch: 1, height: lh * 8, width: lw * 8 }).peakBytes;
+      for (const [label, est, measured] of [['decode', dec, pd.peakBytes - s1], ['encode', encE, pe.peakBytes - s2]] as const) {
+        expect(measured, label).toBeGreaterThan(0);
+        expect(est, `${label} estimate ${est} vs measured ${measured}`).toBeGreaterThanOrEqual(measured);
+        expect(est, `${label} estimate ${est} vs measured ${measured}`).toBeLessThanOrEqual(2.5 * measured);
+      }
+      tf.dispose([z, x]);
+    }
+  });
+
+  it("'auto' decodes whole within the budget and tiles (largest fitting tile) when the budget is too small", () => {
+    const z = tensor4(tiled.z); // 7x9 latent
+    const whole = ae.planDecode(z.shape);
+    expect(whole.tiled).toBe(false);
+    const tileBudget = estimateDecodeMemory(params, { batch: 1, height: 6, width: 6 }).peakBytes; // < whole 7x9; 8 is the smallest tile
+    const plan = ae.planDecode(z.shape, { memoryBudgetBytes: tileBudget });
+    expect(plan.wholeBytes).toBeGreaterThan(tileBudget);
+    expect(plan).toMatchObject({ tiled: true, tileIn: 8, tileOut: 64, overlapFactor: 0.25 });
+    const auto = ae.decode(z, { memoryBudgetBytes: tileBudget });
+    const explicit = ae.decode(z, { tiling: { tileLatentSize: 8, tileSampleSize: 64, overlapFactor: 0.25 } });
+    expect(compareArrays(auto.dataSync(), explicit.dataSync()).maxAbs).toBe(0);
+    expect(() => ae.decode(z, { memoryBudgetBytes: -1 })).toThrow(VaeInputError);
+    const x = tensor4(tiledEnc.x);
+    expect(ae.planEncode(x.shape).tiled).toBe(false);
+    const encPlan = ae.planEncode(x.shape, { memoryBudgetBytes: estimateEncodeMemory(params, { batch: 1, height: 48, width: 48 }).peakBytes });
+    expect(encPlan).toMatchObject({ tiled: true, tileIn: 64, tileOut: 8 });
+    tf.dispose([z, auto, explicit, x]);
   });
 });
 
@@ -142,8 +268,9 @@ describe('AutoEncoder memory and errors', () => {
     const { mean, logvar } = ae.encodeMoments(x);
     const img = ae.decode(zm);
     const timg = ae.decode(z, { tiling: true });
+    const tenc = ae.encode(x, { mode: 'sample', generator: new TorchGenerator(1), tiling: { tileSampleSize: 16 } });
     imageToRgbBytes(img);
-    tf.dispose([zm, mean, logvar, img, timg]);
+    tf.dispose([zm, mean, logvar, img, timg, tenc]);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, z]);
   });

@@ -5,8 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
-// NOTE: relative until packages/flux/src/index.ts re-exports inspect.ts; then import from '@flux-ts/flux'.
-import { formatInspectReport, inspectPath } from '../../../flux/src/inspect.ts';
+
+import { formatInspectReport, inspectPath } from '@flux-ts/flux';
 
 const USAGE = `usage: pnpm flux inspect PATH [--json]
 

@@ -5,6 +5,7 @@
  * conv layout), transposed once on the way in and once on the way out. Module fields are the BFL checkpoint key
  * segments, so `loadWeights` is one strict walk over them; diffusers names go through weights/vae-keys.ts first.
  */
+import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
 import {
@@ -16,6 +17,13 @@ import { isParamLeaf, weightShape, type ParamLeaf, type WeightValue } from '../n
 import { diffusersToBflVaeWeights, isDiffusersVaeNaming } from '../weights/vae-keys.ts';
 import { Decoder } from './decoder.ts';
 import { Encoder } from './encoder.ts';
+import {
+  activationBudget,
+  estimateDecodeMemory,
+  estimateEncodeMemory,
+  largestDecodeTile,
+  largestEncodeTile,
+} from './memory.ts';
 
 export type { AutoEncoderParams } from '../configs.ts';
 export type { WeightValue } from '../nn/conv2d.ts';
@@ -39,21 +47,57 @@ export class VaeInputError extends FluxError {
   }
 }
 
-export type EncodeOptions = { mode: 'mean' } | { mode: 'sample'; noise: Float32Array };
+/** Anything with torch's `randn(shape)`: `TorchGenerator` from @flux-ts/core (bit-exact with torch.Generator('cpu')). */
+export interface NoiseSource {
+  randn(shape: readonly number[]): Float32Array;
+}
 
-/** diffusers `AutoencoderKL.tiled_decode` settings; every field defaults as diffusers derives it from the config. */
+/** diffusers `AutoencoderKL` tiling settings; every field defaults as diffusers derives it from the config. */
 export interface VaeTiling {
   /** Latent tile side (diffusers tile_latent_min_size = sample_size / 2^(levels-1)). */
   tileLatentSize?: number;
-  /** Decoded tile side in pixels (diffusers tile_sample_min_size = sample_size). */
+  /** Pixel tile side (diffusers tile_sample_min_size = sample_size). */
   tileSampleSize?: number;
   /** Fraction of a tile shared with its neighbour (diffusers tile_overlap_factor, 0.25). */
   overlapFactor?: number;
 }
 
-export interface DecodeOptions {
-  /** Decode in overlapping tiles with blended seams when the latent is larger than one tile. Default false. */
-  tiling?: boolean | VaeTiling;
+/**
+ * `'auto'` (default): whole when the estimated peak activation memory (memory.ts) fits the backend's budget, otherwise
+ * tiled with the largest square tile that fits. `true` / VaeTiling: tiled exactly as diffusers' `enable_tiling()`
+ * (only when the input is larger than one tile). `false`: never tiled.
+ */
+export type TilingChoice = 'auto' | boolean | VaeTiling;
+
+export interface MemoryOptions {
+  tiling?: TilingChoice;
+  /** Activation budget in bytes for `'auto'` (default: wasm heap left, or half of os.totalmem() minus held tensors). */
+  memoryBudgetBytes?: number;
+}
+
+export type EncodeOptions = (
+  | { mode?: 'mean' }
+  | { mode: 'sample'; noise: Float32Array }
+  /** Draws the latent sample's noise first thing from `generator` (diffusers `latent_dist.sample(generator)`). */
+  | { mode: 'sample'; generator: NoiseSource }
+) &
+  MemoryOptions;
+
+export type DecodeOptions = MemoryOptions;
+
+/** How an encode/decode will run (`AutoEncoder.planDecode` / `planEncode`). */
+export interface TilePlan {
+  tiled: boolean;
+  /** Input tile side (latent cells for decode, pixels for encode) and output tile side. */
+  tileIn: number;
+  tileOut: number;
+  overlapFactor: number;
+  /** Estimated peak activation bytes of the whole (untiled) run, and of one tile when tiled. */
+  wholeBytes: number;
+  tileBytes: number;
+  /** The budget `'auto'` compared against (null when tiling was not 'auto'). */
+  budgetBytes: number | null;
+  reason: string;
 }
 
 function listKeys(keys: readonly string[], limit = 8): string {
@@ -159,38 +203,54 @@ export class AutoEncoder {
 
   /**
    * The encoder's diagonal Gaussian, unscaled: x [B, in, H, W] in [-1, 1] -> mean, logvar [B, z, H/f, W/f]
-   * (f = 2^(levels-1); logvar clamped to [-30, 20] as diffusers' DiagonalGaussianDistribution).
+   * (f = 2^(levels-1); logvar clamped to [-30, 20] as diffusers' DiagonalGaussianDistribution). With tiling, the
+   * encoder output (mean | logvar before the clamp) is blended across tiles as diffusers' `_tiled_encode`.
    */
-  encodeMoments(x: tf.Tensor4D): { mean: tf.Tensor4D; logvar: tf.Tensor4D } {
+  encodeMoments(x: tf.Tensor4D, opts: MemoryOptions = {}): { mean: tf.Tensor4D; logvar: tf.Tensor4D } {
     this.checkImage(x, 'image', this.params.inChannels);
     const z = this.params.zChannels;
+    const plan = this.planEncode(x.shape, opts);
+    const xh = tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D; // [B,C,H,W] -> [B,H,W,C]
+    let m: tf.Tensor4D; // [B, 2z, h, w]
+    try {
+      m = plan.tiled
+        ? this.runTiled(xh, plan, (t) => this.encoder.forward(t))
+        : tf.tidy(() => tf.transpose(this.encoder.forward(xh), [0, 3, 1, 2]) as tf.Tensor4D); // [B,h,w,2z] -> [B,2z,h,w]
+    } finally {
+      xh.dispose();
+    }
     return tf.tidy(() => {
-      const xh = tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D; // [B,C,H,W] -> [B,H,W,C]
-      const m = this.encoder.forward(xh); // [B, h, w, 2z]
-      const [b, h, w] = m.shape;
-      const mean = tf.transpose(tf.slice(m, [0, 0, 0, 0], [b, h, w, z]), [0, 3, 1, 2]) as tf.Tensor4D; // -> [B, z, h, w]
-      const logvar = tf.transpose(tf.clipByValue(tf.slice(m, [0, 0, 0, z], [b, h, w, z]), -30, 20), [0, 3, 1, 2]) as tf.Tensor4D;
+      const [b, , h, w] = m.shape;
+      const mean = tf.slice(m, [0, 0, 0, 0], [b, z, h, w]) as tf.Tensor4D;
+      const logvar = tf.clipByValue(tf.slice(m, [0, z, 0, 0], [b, z, h, w]), -30, 20) as tf.Tensor4D;
+      m.dispose();
       return { mean, logvar };
     });
   }
 
   /**
    * BFL `AutoEncoder.encode` / diffusers `vae.encode(x).latent_dist` then FLUX scaling:
-   * z = scale_factor * (z - shift_factor), with z the mean, or mean + exp(logvar / 2) * noise (noise from the caller,
-   * [B, z, H/f, W/f] flattened row-major). x [B, in, H, W] -> [B, z, H/f, W/f].
+   * z = scale_factor * (z - shift_factor), with z the mean, or mean + exp(logvar / 2) * noise, the noise given
+   * ([B, z, H/f, W/f] flattened row-major) or drawn as `generator.randn([B, z, H/f, W/f])` (what diffusers'
+   * `latent_dist.sample(generator)` draws, before the pipeline draws its noise from the same generator).
+   * x [B, in, H, W] -> [B, z, H/f, W/f].
    */
   encode(x: tf.Tensor4D, opts: EncodeOptions = { mode: 'mean' }): tf.Tensor4D {
-    const { mean, logvar } = this.encodeMoments(x);
+    if (opts.mode === 'sample' && 'noise' in opts && !(opts.noise instanceof Float32Array)) {
+      throw new VaeInputError('noise must be a Float32Array');
+    }
+    const { mean, logvar } = this.encodeMoments(x, opts);
     try {
-      if (opts.mode === 'sample' && opts.noise.length !== mean.size) {
-        throw new VaeInputError(`noise has ${opts.noise.length} values; the latent [${mean.shape.join(', ')}] needs ${mean.size}`);
+      let noise: Float32Array | null = null;
+      if (opts.mode === 'sample') {
+        noise = 'generator' in opts ? opts.generator.randn(mean.shape) : opts.noise;
+        if (noise.length !== mean.size) {
+          throw new VaeInputError(`noise has ${noise.length} values; the latent [${mean.shape.join(', ')}] needs ${mean.size}`);
+        }
       }
       const { scaleFactor, shiftFactor } = this.params;
       return tf.tidy(() => {
-        const z =
-          opts.mode === 'sample'
-            ? tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), tf.tensor(opts.noise, mean.shape, 'float32')))
-            : mean;
+        const z = noise ? tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), tf.tensor(noise, mean.shape, 'float32'))) : mean;
         return tf.mul(tf.sub(z, shiftFactor), scaleFactor) as tf.Tensor4D;
       });
     } finally {
@@ -201,75 +261,117 @@ export class AutoEncoder {
 
   /**
    * BFL `AutoEncoder.decode`: z [B, z, h, w] (scaled latent) -> z / scale_factor + shift_factor -> decoder ->
-   * image [B, out_ch, h*f, w*f], roughly in [-1, 1]. With `tiling`, as diffusers' `decode` with `enable_tiling()`.
+   * image [B, out_ch, h*f, w*f], roughly in [-1, 1]. Tiled as diffusers' `tiled_decode` when `tiling` says so
+   * (or, with the default 'auto', when the whole decode would not fit the backend's memory).
    */
   decode(z: tf.Tensor4D, opts: DecodeOptions = {}): tf.Tensor4D {
     this.checkImage(z, 'latent', this.params.zChannels);
+    const plan = this.planDecode(z.shape, opts);
     const { scaleFactor, shiftFactor } = this.params;
     const raw = tf.tidy(() => tf.transpose(tf.add(tf.div(z, scaleFactor), shiftFactor), [0, 2, 3, 1]) as tf.Tensor4D); // [B,z,h,w] -> [B,h,w,z]
     try {
-      const tiling = this.resolveTiling(opts.tiling);
-      if (tiling && (raw.shape[1] > tiling.tileLatentSize || raw.shape[2] > tiling.tileLatentSize)) return this.tiledDecode(raw, tiling);
+      if (plan.tiled) return this.runTiled(raw, plan, (t) => this.decoder.forward(t));
       return tf.tidy(() => tf.transpose(this.decoder.forward(raw), [0, 3, 1, 2]) as tf.Tensor4D); // [B,H,W,C] -> [B,C,H,W]
     } finally {
       raw.dispose();
     }
   }
 
-  private resolveTiling(t: DecodeOptions['tiling']): Required<VaeTiling> | null {
-    if (!t) return null;
-    const o = t === true ? {} : t;
-    const tileSampleSize = o.tileSampleSize ?? this.params.resolution;
-    const tileLatentSize = o.tileLatentSize ?? Math.floor(tileSampleSize / this.downFactor);
+  /** How `decode` will run for a latent of `shape` [B, z, h, w] (pure apart from reading the backend's memory). */
+  planDecode(shape: readonly number[], opts: MemoryOptions = {}): TilePlan {
+    const [b, , h, w] = shape;
+    const f = this.downFactor;
+    const wholeBytes = estimateDecodeMemory(this.params, { batch: b, height: h, width: w }).peakBytes;
+    const choice = opts.tiling ?? 'auto';
+    if (choice === 'auto') {
+      const budget = this.budget(opts);
+      if (wholeBytes <= budget) return { tiled: false, tileIn: Math.max(h, w), tileOut: Math.max(h, w) * f, overlapFactor: 0, wholeBytes, tileBytes: wholeBytes, budgetBytes: budget, reason: `the whole decode (~${mib(wholeBytes)} MiB) fits the ${mib(budget)} MiB budget` };
+      const t = largestDecodeTile(this.params, b, Math.max(h, w), budget);
+      const tileBytes = estimateDecodeMemory(this.params, { batch: b, height: t, width: t }).peakBytes;
+      return { tiled: true, tileIn: t, tileOut: t * f, overlapFactor: 0.25, wholeBytes, tileBytes, budgetBytes: budget, reason: `the whole decode (~${mib(wholeBytes)} MiB) exceeds the ${mib(budget)} MiB budget; ${t * f}px tiles (~${mib(tileBytes)} MiB each)` };
+    }
+    if (!choice) return { tiled: false, tileIn: Math.max(h, w), tileOut: Math.max(h, w) * f, overlapFactor: 0, wholeBytes, tileBytes: wholeBytes, budgetBytes: null, reason: 'tiling off' };
+    const o = choice === true ? {} : choice;
+    const tileOut = o.tileSampleSize ?? this.params.resolution;
+    const tileIn = o.tileLatentSize ?? Math.floor(tileOut / f);
     const overlapFactor = o.overlapFactor ?? 0.25;
-    if (!Number.isInteger(tileLatentSize) || tileLatentSize < 1 || !Number.isInteger(tileSampleSize) || tileSampleSize < 1) {
-      throw new VaeInputError(`tile sizes must be positive integers, got latent ${tileLatentSize}, sample ${tileSampleSize}`);
+    checkTiles(tileIn, tileOut, overlapFactor);
+    const tiled = h > tileIn || w > tileIn; // diffusers: tiles only when the latent is larger than one tile
+    const tileBytes = tiled ? estimateDecodeMemory(this.params, { batch: b, height: Math.min(h, tileIn), width: Math.min(w, tileIn) }).peakBytes : wholeBytes;
+    return { tiled, tileIn, tileOut, overlapFactor, wholeBytes, tileBytes, budgetBytes: null, reason: tiled ? 'tiling on' : 'tiling on, but the latent fits one tile' };
+  }
+
+  /** How `encode` will run for an image of `shape` [B, in, H, W]. */
+  planEncode(shape: readonly number[], opts: MemoryOptions = {}): TilePlan {
+    const [b, , h, w] = shape;
+    const f = this.downFactor;
+    const wholeBytes = estimateEncodeMemory(this.params, { batch: b, height: h, width: w }).peakBytes;
+    const choice = opts.tiling ?? 'auto';
+    if (choice === 'auto') {
+      const budget = this.budget(opts);
+      if (wholeBytes <= budget) return { tiled: false, tileIn: Math.max(h, w), tileOut: Math.floor(Math.max(h, w) / f), overlapFactor: 0, wholeBytes, tileBytes: wholeBytes, budgetBytes: budget, reason: `the whole encode (~${mib(wholeBytes)} MiB) fits the ${mib(budget)} MiB budget` };
+      const t = largestEncodeTile(this.params, b, Math.max(h, w), budget);
+      const tileBytes = estimateEncodeMemory(this.params, { batch: b, height: t, width: t }).peakBytes;
+      return { tiled: true, tileIn: t, tileOut: t / f, overlapFactor: 0.25, wholeBytes, tileBytes, budgetBytes: budget, reason: `the whole encode (~${mib(wholeBytes)} MiB) exceeds the ${mib(budget)} MiB budget; ${t}px tiles (~${mib(tileBytes)} MiB each)` };
     }
-    if (!(overlapFactor >= 0 && overlapFactor < 1) || Math.floor(tileLatentSize * (1 - overlapFactor)) < 1) {
-      throw new VaeInputError(`overlapFactor must be in [0, 1) and leave a stride of at least one latent cell, got ${overlapFactor} with ${tileLatentSize}-cell tiles`);
-    }
-    return { tileLatentSize, tileSampleSize, overlapFactor };
+    if (!choice) return { tiled: false, tileIn: Math.max(h, w), tileOut: Math.floor(Math.max(h, w) / f), overlapFactor: 0, wholeBytes, tileBytes: wholeBytes, budgetBytes: null, reason: 'tiling off' };
+    const o = choice === true ? {} : choice;
+    const tileIn = o.tileSampleSize ?? this.params.resolution;
+    const tileOut = o.tileLatentSize ?? Math.floor(tileIn / f);
+    const overlapFactor = o.overlapFactor ?? 0.25;
+    checkTiles(tileOut, tileIn, overlapFactor);
+    const tiled = h > tileIn || w > tileIn; // diffusers `_encode`: only when the image is larger than one tile
+    const tileBytes = tiled ? estimateEncodeMemory(this.params, { batch: b, height: Math.min(h, tileIn), width: Math.min(w, tileIn) }).peakBytes : wholeBytes;
+    return { tiled, tileIn, tileOut, overlapFactor, wholeBytes, tileBytes, budgetBytes: null, reason: tiled ? 'tiling on' : 'tiling on, but the image fits one tile' };
+  }
+
+  private budget(opts: MemoryOptions): number {
+    const b = opts.memoryBudgetBytes;
+    if (b !== undefined && !(Number.isFinite(b) && b > 0)) throw new VaeInputError(`memoryBudgetBytes must be a positive number, got ${b}`);
+    return activationBudget({ backend: tf.getBackend(), heldBytes: tf.memory().numBytes, totalMemBytes: totalmem(), budgetBytes: b });
   }
 
   /**
-   * diffusers `AutoencoderKL.tiled_decode` (autoencoder_kl.py): tiles of tileLatentSize latent cells every
-   * floor(T * (1 - overlap)) cells, each decoded alone; each tile blended in place with the (already blended) tile
-   * above (blend_v) then the one to its left (blend_h) over floor(S * overlap) pixels, then cropped to S - blend
-   * pixels. Blending runs on host arrays in the reference's order. raw [B, h, w, z] (unscaled) -> [B, C, H, W].
+   * diffusers `AutoencoderKL.tiled_decode` / `_tiled_encode` (autoencoder_kl.py): input tiles of `tileIn` cells every
+   * floor(tileIn * (1 - overlap)) cells, each run alone through `run`; each output tile blended in place with the
+   * (already blended) tile above (blend_v) then the one to its left (blend_h) over floor(tileOut * overlap) cells, then
+   * cropped to tileOut - blend. Blending runs on host arrays in the reference's order. input [B, h, w, c] NHWC ->
+   * output [B, C, H, W] NCHW.
    */
-  private tiledDecode(raw: tf.Tensor4D, t: Required<VaeTiling>): tf.Tensor4D {
-    const [b, h, w, zc] = raw.shape;
-    const T = t.tileLatentSize;
-    const overlap = Math.floor(T * (1 - t.overlapFactor));
-    const blendExtent = Math.floor(t.tileSampleSize * t.overlapFactor);
-    const rowLimit = t.tileSampleSize - blendExtent;
-    const c = this.params.outCh;
+  private runTiled(input: tf.Tensor4D, plan: TilePlan, run: (tile: tf.Tensor4D) => tf.Tensor4D): tf.Tensor4D {
+    const [b, h, w, cin] = input.shape;
+    const T = plan.tileIn;
+    const stride = Math.floor(T * (1 - plan.overlapFactor));
+    const blendExtent = Math.floor(plan.tileOut * plan.overlapFactor);
+    const rowLimit = plan.tileOut - blendExtent;
+    let c = 0;
     const rows: Tile[][] = [];
-    for (let i = 0; i < h; i += overlap) {
+    for (let i = 0; i < h; i += stride) {
       const row: Tile[] = [];
-      for (let j = 0; j < w; j += overlap) {
+      for (let j = 0; j < w; j += stride) {
         const th = Math.min(T, h - i);
         const tw = Math.min(T, w - j);
-        const data = tf.tidy(() => {
-          const tile = tf.slice(raw, [0, i, j, 0], [b, th, tw, zc]);
-          return Float32Array.from(tf.transpose(this.decoder.forward(tile), [0, 3, 1, 2]).dataSync()); // [B,H,W,C] -> [B,C,H,W]
+        const tile = tf.tidy(() => {
+          const out = run(tf.slice(input, [0, i, j, 0], [b, th, tw, cin]));
+          const [, oh, ow, oc] = out.shape;
+          c = oc;
+          return { data: Float32Array.from(tf.transpose(out, [0, 3, 1, 2]).dataSync()), n: b * oc, h: oh, w: ow }; // [B,H,W,C] -> [B,C,H,W]
         });
-        row.push({ data, n: b * c, h: th * this.downFactor, w: tw * this.downFactor });
+        row.push(tile);
       }
       rows.push(row);
     }
-    const cropped: Tile[][] = rows.map((row, i) =>
-      row.map((tile, j) => {
+    rows.forEach((row, i) =>
+      row.forEach((tile, j) => {
         if (i > 0) blendV(rows[i - 1][j], tile, blendExtent);
         if (j > 0) blendH(row[j - 1], tile, blendExtent);
-        return tile;
       }),
     );
-    const outH = cropped.reduce((s, row) => s + Math.min(rowLimit, row[0].h), 0);
-    const outW = cropped[0].reduce((s, tile) => s + Math.min(rowLimit, tile.w), 0);
+    const outH = rows.reduce((s, row) => s + Math.min(rowLimit, row[0].h), 0);
+    const outW = rows[0].reduce((s, tile) => s + Math.min(rowLimit, tile.w), 0);
     const out = new Float32Array(b * c * outH * outW);
     let y0 = 0;
-    for (const row of cropped) {
+    for (const row of rows) {
       let x0 = 0;
       const ch = Math.min(rowLimit, row[0].h);
       for (const tile of row) {
@@ -288,7 +390,20 @@ export class AutoEncoder {
   }
 }
 
-/** One decoded tile on the host: [n = B*C, h, w] row-major. */
+function mib(bytes: number): number {
+  return Math.round(bytes / 2 ** 20);
+}
+
+function checkTiles(latent: number, sample: number, overlapFactor: number): void {
+  if (!Number.isInteger(latent) || latent < 1 || !Number.isInteger(sample) || sample < 1) {
+    throw new VaeInputError(`tile sizes must be positive integers, got latent ${latent}, sample ${sample}`);
+  }
+  if (!(overlapFactor >= 0 && overlapFactor < 1) || Math.floor(latent * (1 - overlapFactor)) < 1) {
+    throw new VaeInputError(`overlapFactor must be in [0, 1) and leave a stride of at least one latent cell, got ${overlapFactor} with ${latent}-cell tiles`);
+  }
+}
+
+/** One tile's output on the host: [n = B*C, h, w] row-major. */
 interface Tile {
   data: Float32Array;
   n: number;

@@ -33,9 +33,15 @@ export class ResnetBlock {
 
   /** x [B, H, W, in] -> [B, H, W, out] */
   forward(x: tf.Tensor4D): tf.Tensor4D {
+    // Each intermediate is freed as soon as the next one exists (peak: max(5 in, in + 5 out) maps, see autoencoder/memory.ts).
     return tf.tidy(() => {
-      let h = this.conv1.forward(swish(this.norm1.forward(x)));
-      h = this.conv2.forward(swish(this.norm2.forward(h)));
+      const free = <T extends tf.Tensor>(next: T, used: tf.Tensor): T => (used.dispose(), next);
+      let h: tf.Tensor4D = this.norm1.forward(x);
+      h = free(swish(h), h);
+      h = free(this.conv1.forward(h), h);
+      h = free(this.norm2.forward(h), h);
+      h = free(swish(h), h);
+      h = free(this.conv2.forward(h), h);
       const skip = this.nin_shortcut ? this.nin_shortcut.forward(x) : x;
       return tf.add(skip, h) as tf.Tensor4D;
     });

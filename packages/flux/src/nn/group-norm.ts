@@ -12,9 +12,17 @@ export function groupNorm(x: tf.Tensor4D, numGroups: number, eps: number, weight
   return tf.tidy(() => {
     const xg = tf.reshape(x, [b, h * w, numGroups, c / numGroups]); // [B,H,W,C] -> [B, HW, G, C/G]
     const { mean, variance } = tf.moments(xg, [1, 3], true); // [B, 1, G, 1] each, two-pass (biased) variance
-    const xn = tf.mul(tf.sub(xg, mean), tf.rsqrt(tf.add(variance, eps)));
+    // Same arithmetic as before, but each full-size intermediate is freed as soon as it is consumed, so at most two
+    // of them are alive at once besides x (the VAE's peak memory is made of these; see autoencoder/memory.ts).
+    const d = tf.sub(xg, mean);
+    const xn = tf.mul(d, tf.rsqrt(tf.add(variance, eps)));
+    d.dispose();
     const y = tf.reshape(xn, [b, h, w, c]); // [B, HW, G, C/G] -> [B, H, W, C]
-    return tf.add(tf.mul(y, weight), bias) as tf.Tensor4D;
+    const yw = tf.mul(y, weight);
+    xn.dispose();
+    const out = tf.add(yw, bias) as tf.Tensor4D;
+    yw.dispose();
+    return out;
   });
 }
 

@@ -44,8 +44,31 @@ export interface FluxInputs {
 }
 
 export interface FluxOptions {
-  /** Heads per attention chunk (default: all at once). Bounds the [B, H, L, L] score memory; same result. */
-  attentionHeadChunk?: number;
+  /**
+   * Heads per attention chunk; bounds the [B, chunk, L, L] score memory, same result. Default 'auto': as many heads
+   * as fit `attentionBudgetBytes` (autoHeadChunk).
+   */
+  attentionHeadChunk?: number | 'auto';
+  /** Memory allowed for the attention scores of one chunk when the chunk is 'auto' (default 512 MiB). */
+  attentionBudgetBytes?: number;
+  /**
+   * Called after each module's weights are fetched (`phase` 'loaded') and after it ran, before its weights are
+   * released (`phase` 'ran'): the points of highest memory between modules (used by the memory tests).
+   */
+  onModule?: (prefix: string, phase: 'loaded' | 'ran') => void;
+}
+
+/** Default memory for one attention chunk's scores: 512 MiB. */
+export const DEFAULT_ATTENTION_BUDGET_BYTES = 512 * 2 ** 20;
+
+/**
+ * Heads per attention chunk so that one chunk's score tensors fit `budgetBytes`: per head and batch entry the scores,
+ * their softmax and one temporary of it are live at once, 3 x L^2 x 4 bytes. 1024x1024 schnell (L = 4352, 24 heads:
+ * 1.8 GB of scores at once) gets 2 heads per chunk with the default budget; 512x512 and smaller run all heads at once.
+ */
+export function autoHeadChunk(batch: number, numHeads: number, tokens: number, budgetBytes = DEFAULT_ATTENTION_BUDGET_BYTES): number {
+  const perHead = 3 * batch * tokens * tokens * 4;
+  return Math.max(1, Math.min(numHeads, Math.floor(budgetBytes / perHead)));
 }
 
 function blockDims(p: FluxParams): BlockDims {
@@ -92,8 +115,12 @@ export class Flux implements FlowModel {
     this.source = source;
     this.options = options;
     const c = options.attentionHeadChunk;
-    if (c !== undefined && !(Number.isInteger(c) && c >= 1)) {
-      throw new FluxError('FLUX_OPTION', `attentionHeadChunk must be a positive integer (heads per chunk), got ${c}`);
+    if (c !== undefined && c !== 'auto' && !(Number.isInteger(c) && c >= 1)) {
+      throw new FluxError('FLUX_OPTION', `attentionHeadChunk must be a positive integer (heads per chunk) or 'auto', got ${c}`);
+    }
+    const b = options.attentionBudgetBytes;
+    if (b !== undefined && !(Number.isFinite(b) && b > 0)) {
+      throw new FluxError('FLUX_OPTION', `attentionBudgetBytes must be a positive number of bytes, got ${b}`);
     }
   }
 
@@ -120,8 +147,11 @@ export class Flux implements FlowModel {
   private async withModule<M, T extends tf.TensorContainer>(prefix: string, build: (w: Weights) => M, fn: (m: M) => T): Promise<T> {
     const w = await this.source.get(prefix);
     try {
+      this.options.onModule?.(prefix, 'loaded');
       const m = build(w);
-      return tf.tidy(() => fn(m));
+      const out = tf.tidy(() => fn(m));
+      this.options.onModule?.(prefix, 'ran');
+      return out;
     } finally {
       this.source.release?.(prefix, w);
     }
@@ -154,7 +184,6 @@ export class Flux implements FlowModel {
   async forward(inputs: FluxInputs): Promise<tf.Tensor3D> {
     this.checkInputs(inputs);
     const p = this.params;
-    const chunk = this.options.attentionHeadChunk;
     const { img_ids, txt_ids, timesteps, y, guidance } = inputs;
     const live: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => {
@@ -191,6 +220,9 @@ export class Flux implements FlowModel {
       keep(pe.cos);
       keep(pe.sin);
 
+      const lAll = inputs.img.shape[1]! + inputs.txt.shape[1]!;
+      const c = this.options.attentionHeadChunk ?? 'auto';
+      const chunk = c === 'auto' ? autoHeadChunk(inputs.img.shape[0]!, p.numHeads, lAll, this.options.attentionBudgetBytes) : c;
       const dims = blockDims(p);
       for (let i = 0; i < p.depth; i++) {
         const prefix = `double_blocks.${i}.`;

@@ -101,6 +101,18 @@ export function transformerKeyRules(l: TransformerLayout): KeyRule[] {
   return rules;
 }
 
+/** The rules building the BFL tensors under `bflPrefix` (one module, e.g. `double_blocks.3.`): what a streaming loader reads. */
+export function keyRulesUnder(bflPrefix: string, l: TransformerLayout): KeyRule[] {
+  const m = /^(double|single)_blocks\.(\d+)\.$/.exec(bflPrefix);
+  if (m) {
+    const i = Number(m[2]);
+    const n = m[1] === 'double' ? l.depth : l.depthSingleBlocks;
+    if (i >= n) return [];
+    return m[1] === 'double' ? doubleBlockKeyRules(i, l.qkvBias) : singleBlockKeyRules(i);
+  }
+  return stemKeyRules(l).filter((r) => r.bfl.startsWith(bflPrefix));
+}
+
 /** BFL single-file checkpoints (ComfyUI exports) may carry this prefix; it is stripped. */
 export const BFL_KEY_PREFIX = 'model.diffusion_model.';
 

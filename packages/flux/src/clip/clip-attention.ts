@@ -1,0 +1,47 @@
+/**
+ * transformers `CLIPAttention` (eager): softmax(q k^T * head_dim^-0.5 + mask) v. Fields: `q_proj`, `k_proj`,
+ * `v_proj`, `out_proj` (Linear with bias), under `encoder.layers.{i}.self_attn.`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { ClipTextConfig } from '../configs.ts';
+import { Linear } from '../nn/linear.ts';
+import type { Weights } from '../t5/weights.ts';
+
+function lin(w: Weights, name: string): Linear {
+  return new Linear(w[`${name}.weight`] as tf.Tensor2D, w[`${name}.bias`] as tf.Tensor1D);
+}
+
+export class CLIPAttention {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly out_proj: Linear;
+
+  constructor(
+    readonly config: ClipTextConfig,
+    w: Weights,
+  ) {
+    this.q_proj = lin(w, 'q_proj');
+    this.k_proj = lin(w, 'k_proj');
+    this.v_proj = lin(w, 'v_proj');
+    this.out_proj = lin(w, 'out_proj');
+  }
+
+  /** x [B, L, C], additive mask [L, L] (causal) -> [B, L, C]. */
+  forward(x: tf.Tensor, mask: tf.Tensor): tf.Tensor {
+    const [B, L, C] = x.shape;
+    const H = this.config.numAttentionHeads;
+    const D = C / H;
+    const scale = D ** -0.5;
+    return tf.tidy(() => {
+      const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, L, H, D]), [0, 2, 1, 3]); // [B, L, (H D)] -> [B, H, L, D]
+      const q = heads(this.q_proj.forward(x));
+      const k = heads(this.k_proj.forward(x));
+      const v = heads(this.v_proj.forward(x));
+      // as eager_attention_forward: matmul first, then * scaling, then + mask
+      const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask); // [B, H, L, L]
+      const ctx = tf.matMul(tf.softmax(scores), v); // [B, H, L, D]
+      return this.out_proj.forward(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [B, L, C])); // -> [B, L, (H D)]
+    });
+  }
+}

@@ -1,0 +1,34 @@
+/** transformers `CLIPMLP`: fc2(act(fc1(x))), act = `quick_gelu` (x * sigmoid(1.702 x)) for CLIP-L. */
+import * as tf from '@tensorflow/tfjs-core';
+import type { ClipTextConfig } from '../configs.ts';
+import { Linear } from '../nn/linear.ts';
+import { TextEncoderInputError, type Weights } from '../t5/weights.ts';
+
+const ACTS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
+  quick_gelu: (x) => tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)))),
+  // torch.nn.functional.gelu (erf form)
+  gelu: (x) => tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1))),
+};
+
+export function clipActivation(name: string): (x: tf.Tensor) => tf.Tensor {
+  const act = ACTS[name];
+  if (!act) throw new TextEncoderInputError(`CLIP hidden_act ${JSON.stringify(name)} is not supported (supported: ${Object.keys(ACTS).join(', ')})`);
+  return act;
+}
+
+export class CLIPMLP {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  private readonly act: (x: tf.Tensor) => tf.Tensor;
+
+  constructor(config: ClipTextConfig, w: Weights) {
+    this.fc1 = new Linear(w['fc1.weight'] as tf.Tensor2D, w['fc1.bias'] as tf.Tensor1D);
+    this.fc2 = new Linear(w['fc2.weight'] as tf.Tensor2D, w['fc2.bias'] as tf.Tensor1D);
+    this.act = clipActivation(config.hiddenAct);
+  }
+
+  /** x [B, L, C] -> [B, L, C]. */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.fc2.forward(this.act(this.fc1.forward(x))));
+  }
+}

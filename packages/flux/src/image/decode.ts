@@ -1,0 +1,44 @@
+/**
+ * Input images for image-to-image: PNG (pngjs) or JPEG (jpeg-js, baseline and progressive), both pure JS.
+ * NOTE: jpeg-js's IDCT and chroma upsampling are not libjpeg-turbo's (what PIL uses), so a JPEG can decode a
+ * level or two differently from diffusers' PIL path; PNG input decodes identically.
+ */
+import { readFile } from 'node:fs/promises';
+import jpeg from 'jpeg-js';
+import { decodePng, isPng } from './png.ts';
+import { ImageError, type RgbImage } from './types.ts';
+
+const isJpeg = (b: Uint8Array) => b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+
+/** PNG or JPEG bytes -> RGB. */
+export function decodeImage(bytes: Uint8Array, name = 'image'): RgbImage {
+  if (isPng(bytes)) return decodePng(bytes);
+  if (isJpeg(bytes)) {
+    let img: { width: number; height: number; data: Uint8Array };
+    try {
+      img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
+    } catch (e) {
+      throw new ImageError('BAD_JPEG', `${name}: cannot decode JPEG: ${(e as Error).message}`);
+    }
+    const n = img.width * img.height;
+    const data = new Uint8Array(n * 3);
+    for (let i = 0; i < n; i++) {
+      data[i * 3] = img.data[i * 4]!;
+      data[i * 3 + 1] = img.data[i * 4 + 1]!;
+      data[i * 3 + 2] = img.data[i * 4 + 2]!;
+    }
+    return { width: img.width, height: img.height, data };
+  }
+  throw new ImageError('UNSUPPORTED_IMAGE', `${name} is neither a PNG nor a JPEG file; convert it to PNG`);
+}
+
+/** Reads and decodes a PNG or JPEG file. */
+export async function readImage(path: string): Promise<RgbImage> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new ImageError('IMAGE_NOT_FOUND', `cannot read image ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return decodeImage(bytes, path);
+}

@@ -1,0 +1,4 @@
+export * from './types.ts';
+export * from './png.ts';
+export * from './decode.ts';
+export * from './resize.ts';
