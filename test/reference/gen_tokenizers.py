@@ -346,6 +346,26 @@ def make_prompts() -> list[str]:
     p.append("\u3000\u3000")
     p.append("\u200b")
     p.append("\n")
+    # random text over many Unicode blocks (combining marks, controls, symbols, CJK, emoji, tags, ...)
+    blocks = [
+        (0x20, 0x7E), (0x7F, 0xFF), (0x100, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF),
+        (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF), (0x2000, 0x206F), (0x2070, 0x209F), (0x20A0, 0x20CF),
+        (0x2100, 0x218F), (0x2190, 0x22FF), (0x2460, 0x24FF), (0x2E80, 0x2FDF), (0x3000, 0x30FF), (0x3130, 0x318F),
+        (0x3200, 0x33FF), (0x4E00, 0x4FFF), (0xAC00, 0xAD00), (0xF900, 0xFAFF), (0xFB00, 0xFB4F), (0xFE00, 0xFE6F),
+        (0xFF00, 0xFFEF), (0x1D400, 0x1D7FF), (0x1F300, 0x1F6FF), (0x1F900, 0x1F9FF), (0x0, 0x1F), (0xFFF0, 0xFFFD),
+        (0xE0000, 0xE007F),
+    ]
+    glue = [" ", "a", "the ", "cat", "'s", "  ", "\t", "\u00a0", "1", ".", "\u0301", "\u200d", "\ufe0f"]
+    frng = random.Random(99)
+    for _ in range(100):
+        s = ""
+        for _ in range(frng.randint(1, 20)):
+            if frng.random() < 0.3:
+                s += frng.choice(glue)
+            else:
+                a, b = frng.choice(blocks)
+                s += chr(frng.randint(a, b))
+        p.append(s)
     return p
 
 
@@ -361,6 +381,17 @@ def main() -> None:
     shutil.copy(os.path.join(t5_dir, "spiece.model"), os.path.join(spm_only, "spiece.model"))
     t5_spm = T5TokenizerFast.from_pretrained(spm_only)
     shutil.rmtree(spm_only)
+    # the older tokenizer.json layout of real T5 folders (FLUX.1's tokenizer_2/): Sequence[Precompiled,
+    # Replace(" {2,}", " ")] normalizer, Metaspace with add_prefix_space; transformers 5 rebuilds the class
+    # pipeline anyway, checked here on every prompt (the TS test makes the same file)
+    legacy = tempfile.mkdtemp()
+    tj = json.load(open(os.path.join(t5_dir, "tokenizer.json"), encoding="utf-8"))
+    tj["normalizer"] = {"type": "Sequence", "normalizers": [tj["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True, "prepend_scheme": "always", "split": True}
+    json.dump(tj, open(os.path.join(legacy, "tokenizer.json"), "w", encoding="utf-8"))
+    shutil.copy(os.path.join(t5_dir, "tokenizer_config.json"), legacy)
+    t5_legacy = T5TokenizerFast.from_pretrained(legacy)
+    shutil.rmtree(legacy)
     print("clip backend:", type(clip).__name__, "t5:", type(t5_json).__name__, type(t5_spm).__name__, file=sys.stderr)
 
     cases = []
@@ -388,6 +419,7 @@ def main() -> None:
             "t5": tj,
             "t5_full_length": len(tj_full),
         }
+        assert t5_legacy(text, padding="max_length", max_length=T5_LENGTH, truncation=True).input_ids == tj, text
         if ts != tj or len(ts_full) != len(tj_full):
             case["t5_spm"] = ts
             case["t5_spm_full_length"] = len(ts_full)

@@ -14,6 +14,7 @@ const COMMANDS: Record<string, Command> = {
   tokenize: { summary: 'show how a prompt is tokenized for CLIP and T5, and where it is truncated', load: () => import('./commands/tokenize.ts') },
   backend: { summary: 'show which tensor backend would be used and why', load: () => import('./commands/backend.ts') },
   download: { summary: 'download FLUX weights from the Hugging Face hub into the HF cache (resumable)', load: () => import('./commands/download.ts') },
+  serve: { summary: 'serve FLUX.1 over HTTP (DeepInfra-compatible API, OpenAI images endpoint)', load: () => import('./commands/serve.ts') },
 };
 
 function usage(): string {

@@ -18,3 +18,4 @@ export * from './weights/transformer-keys.ts';
 export { AutoEncoder, imageToRgbBytes, rgbBytesToImage, VaeWeightsError, VaeInputError } from './autoencoder/autoencoder.ts';
 export * from './hub/index.ts';
 export * from './pipeline.ts';
+export * from './tokenizers.ts';

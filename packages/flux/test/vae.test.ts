@@ -208,8 +208,8 @@ describe('decode/encode peak memory estimate and automatic tiling', () => {
 
   it('budget: wasm heap minus twice the held tensors (XNNPACK packed copies) minus margin; native: option or half of RAM minus held', () => {
     const held = 300 * MiB;
-    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 512 * MiB);
-    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30, budgetBytes: 2 ** 40 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 512 * MiB);
+    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 1024 * MiB);
+    expect(activationBudget({ backend: 'wasm', heldBytes: held, totalMemBytes: 64 * 2 ** 30, budgetBytes: 2 ** 40 })).toBe(WASM_HEAP_LIMIT_BYTES - 2 * held - 1024 * MiB);
     expect(activationBudget({ backend: 'tensorflow', heldBytes: held, totalMemBytes: 16 * 2 ** 30 })).toBe(8 * 2 ** 30 - held);
     expect(activationBudget({ backend: 'cpu', heldBytes: held, totalMemBytes: 16 * 2 ** 30, budgetBytes: 123 })).toBe(123);
     // with FLUX's decoder weights held (~200 MB), 512^2 fits the wasm heap and 1024^2 does not

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 // NOTE: direct path until @flux-ts/flux's index.ts exports ./tokenizers.ts
-import { loadTokenizers, type TokenizedPrompt } from '../../../flux/src/tokenizers.ts';
+import { loadTokenizers, type TokenizedPrompt } from '@flux-ts/flux';
 
 const HELP = `usage: pnpm flux tokenize --model PATH --prompt "a photo of a cat" [options]
        pnpm flux tokenize --model PATH "a photo of a cat"

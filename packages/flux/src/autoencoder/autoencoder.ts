@@ -17,6 +17,7 @@ import { isParamLeaf, weightShape, type ParamLeaf, type WeightValue } from '../n
 import { diffusersToBflVaeWeights, isDiffusersVaeNaming } from '../weights/vae-keys.ts';
 import { Decoder } from './decoder.ts';
 import { Encoder } from './encoder.ts';
+import { runTiled } from './tiling.ts';
 import {
   activationBudget,
   estimateDecodeMemory,
@@ -214,7 +215,7 @@ export class AutoEncoder {
     let m: tf.Tensor4D; // [B, 2z, h, w]
     try {
       m = plan.tiled
-        ? this.runTiled(xh, plan, (t) => this.encoder.forward(t))
+        ? runTiled(xh, plan, (t) => this.encoder.forward(t))
         : tf.tidy(() => tf.transpose(this.encoder.forward(xh), [0, 3, 1, 2]) as tf.Tensor4D); // [B,h,w,2z] -> [B,2z,h,w]
     } finally {
       xh.dispose();
@@ -270,7 +271,7 @@ export class AutoEncoder {
     const { scaleFactor, shiftFactor } = this.params;
     const raw = tf.tidy(() => tf.transpose(tf.add(tf.div(z, scaleFactor), shiftFactor), [0, 2, 3, 1]) as tf.Tensor4D); // [B,z,h,w] -> [B,h,w,z]
     try {
-      if (plan.tiled) return this.runTiled(raw, plan, (t) => this.decoder.forward(t));
+      if (plan.tiled) return runTiled(raw, plan, (t) => this.decoder.forward(t));
       return tf.tidy(() => tf.transpose(this.decoder.forward(raw), [0, 3, 1, 2]) as tf.Tensor4D); // [B,H,W,C] -> [B,C,H,W]
     } finally {
       raw.dispose();
@@ -330,64 +331,6 @@ export class AutoEncoder {
     if (b !== undefined && !(Number.isFinite(b) && b > 0)) throw new VaeInputError(`memoryBudgetBytes must be a positive number, got ${b}`);
     return activationBudget({ backend: tf.getBackend(), heldBytes: tf.memory().numBytes, totalMemBytes: totalmem(), budgetBytes: b });
   }
-
-  /**
-   * diffusers `AutoencoderKL.tiled_decode` / `_tiled_encode` (autoencoder_kl.py): input tiles of `tileIn` cells every
-   * floor(tileIn * (1 - overlap)) cells, each run alone through `run`; each output tile blended in place with the
-   * (already blended) tile above (blend_v) then the one to its left (blend_h) over floor(tileOut * overlap) cells, then
-   * cropped to tileOut - blend. Blending runs on host arrays in the reference's order. input [B, h, w, c] NHWC ->
-   * output [B, C, H, W] NCHW.
-   */
-  private runTiled(input: tf.Tensor4D, plan: TilePlan, run: (tile: tf.Tensor4D) => tf.Tensor4D): tf.Tensor4D {
-    const [b, h, w, cin] = input.shape;
-    const T = plan.tileIn;
-    const stride = Math.floor(T * (1 - plan.overlapFactor));
-    const blendExtent = Math.floor(plan.tileOut * plan.overlapFactor);
-    const rowLimit = plan.tileOut - blendExtent;
-    let c = 0;
-    const rows: Tile[][] = [];
-    for (let i = 0; i < h; i += stride) {
-      const row: Tile[] = [];
-      for (let j = 0; j < w; j += stride) {
-        const th = Math.min(T, h - i);
-        const tw = Math.min(T, w - j);
-        const tile = tf.tidy(() => {
-          const out = run(tf.slice(input, [0, i, j, 0], [b, th, tw, cin]));
-          const [, oh, ow, oc] = out.shape;
-          c = oc;
-          return { data: Float32Array.from(tf.transpose(out, [0, 3, 1, 2]).dataSync()), n: b * oc, h: oh, w: ow }; // [B,H,W,C] -> [B,C,H,W]
-        });
-        row.push(tile);
-      }
-      rows.push(row);
-    }
-    rows.forEach((row, i) =>
-      row.forEach((tile, j) => {
-        if (i > 0) blendV(rows[i - 1][j], tile, blendExtent);
-        if (j > 0) blendH(row[j - 1], tile, blendExtent);
-      }),
-    );
-    const outH = rows.reduce((s, row) => s + Math.min(rowLimit, row[0].h), 0);
-    const outW = rows[0].reduce((s, tile) => s + Math.min(rowLimit, tile.w), 0);
-    const out = new Float32Array(b * c * outH * outW);
-    let y0 = 0;
-    for (const row of rows) {
-      let x0 = 0;
-      const ch = Math.min(rowLimit, row[0].h);
-      for (const tile of row) {
-        const cw = Math.min(rowLimit, tile.w);
-        for (let k = 0; k < tile.n; k++) {
-          for (let y = 0; y < ch; y++) {
-            const src = (k * tile.h + y) * tile.w;
-            out.set(tile.data.subarray(src, src + cw), (k * outH + y0 + y) * outW + x0);
-          }
-        }
-        x0 += cw;
-      }
-      y0 += ch;
-    }
-    return tf.tensor4d(out, [b, c, outH, outW]);
-  }
 }
 
 function mib(bytes: number): number {
@@ -400,44 +343,6 @@ function checkTiles(latent: number, sample: number, overlapFactor: number): void
   }
   if (!(overlapFactor >= 0 && overlapFactor < 1) || Math.floor(latent * (1 - overlapFactor)) < 1) {
     throw new VaeInputError(`overlapFactor must be in [0, 1) and leave a stride of at least one latent cell, got ${overlapFactor} with ${latent}-cell tiles`);
-  }
-}
-
-/** One tile's output on the host: [n = B*C, h, w] row-major. */
-interface Tile {
-  data: Float32Array;
-  n: number;
-  h: number;
-  w: number;
-}
-
-/** diffusers `blend_v`: b's first rows fade in from a's last rows (in place on b). */
-function blendV(a: Tile, b: Tile, extent: number): void {
-  const e = Math.min(a.h, b.h, extent);
-  for (let y = 0; y < e; y++) {
-    const wa = Math.fround(1 - y / e);
-    const wb = Math.fround(y / e);
-    for (let k = 0; k < b.n; k++) {
-      const ra = (k * a.h + a.h - e + y) * a.w;
-      const rb = (k * b.h + y) * b.w;
-      for (let x = 0; x < b.w; x++) b.data[rb + x] = Math.fround(a.data[ra + x] * wa) + Math.fround(b.data[rb + x] * wb);
-    }
-  }
-}
-
-/** diffusers `blend_h`: b's first columns fade in from a's last columns (in place on b). */
-function blendH(a: Tile, b: Tile, extent: number): void {
-  const e = Math.min(a.w, b.w, extent);
-  for (let x = 0; x < e; x++) {
-    const wa = Math.fround(1 - x / e);
-    const wb = Math.fround(x / e);
-    for (let k = 0; k < b.n; k++) {
-      for (let y = 0; y < b.h; y++) {
-        const ia = (k * a.h + y) * a.w + a.w - e + x;
-        const ib = (k * b.h + y) * b.w + x;
-        b.data[ib] = Math.fround(a.data[ia] * wa) + Math.fround(b.data[ib] * wb);
-      }
-    }
   }
 }
 

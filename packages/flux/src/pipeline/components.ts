@@ -8,12 +8,11 @@ import { join } from 'node:path';
 import { FluxError, type FluxVariant } from '@flux-ts/core';
 import type { AutoEncoder } from '../autoencoder/autoencoder.ts';
 import { CLIPTokenizer } from '../clip/tokenizer.ts';
-import type { AddedToken } from '../clip/tokenizer-common.ts';
 import { autoEncoderParamsFromDiffusers, fluxParamsFromDiffusers, fluxVariantParams, type FluxParams } from '../configs.ts';
 import type { ModelLocation } from '../model-location.ts';
 import { ModelNotFoundError } from '../model-location.ts';
-import { PrecompiledCharsmap } from '../t5/tokenizer-charsmap.ts';
 import { T5Tokenizer } from '../t5/tokenizer.ts';
+import { loadClipTokenizer, loadT5Tokenizer } from '../tokenizers.ts';
 import { TextEncoders, type PromptTokenizers, type Residency } from '../text-encoders.ts';
 import type { Flux } from '../transformer/flux.ts';
 import { loadTransformer } from '../transformer/load.ts';
@@ -52,46 +51,12 @@ async function named<T>(component: string, path: string, fn: () => Promise<T>): 
 // Tokenizers (tokenizer/: vocab.json + merges.txt; tokenizer_2/: tokenizer.json, as the FLUX.1 repositories ship them)
 // ---------------------------------------------------------------------------------------------------------------------
 
-interface TokenizerJson {
-  added_tokens?: { id: number; content: string; normalized?: boolean }[];
-  normalizer?: { type?: string; precompiled_charsmap?: string | null; normalizers?: { type?: string; precompiled_charsmap?: string | null }[] } | null;
-  model?: { type?: string; unk_id?: number | null; vocab?: [string, number][] };
-}
-
-function charsmapOf(n: TokenizerJson['normalizer']): PrecompiledCharsmap | null {
-  if (!n) return null;
-  const all = n.type === 'Sequence' ? n.normalizers ?? [] : [n];
-  const p = all.find((x) => x.type === 'Precompiled' && x.precompiled_charsmap);
-  return p?.precompiled_charsmap ? PrecompiledCharsmap.fromBase64(p.precompiled_charsmap) : null;
-}
-
 /** The CLIP and T5 tokenizers of a diffusers FLUX.1 folder, as the PromptTokenizers the text encoders take. */
 export async function loadPromptTokenizers(root: string): Promise<PromptTokenizers & { clipTokenizer: CLIPTokenizer; t5Tokenizer: T5Tokenizer }> {
   const clipDir = join(root, 'tokenizer');
-  const clipTokenizer = await named('tokenizer (CLIP)', clipDir, async () => {
-    const vocab = (await readJson(join(clipDir, 'vocab.json'), 'tokenizer/vocab.json')) as Record<string, number>;
-    const merges = (await readText(join(clipDir, 'merges.txt'), 'tokenizer/merges.txt'))
-      .split('\n')
-      .filter((l, i) => l.length > 0 && !(i === 0 && l.startsWith('#version')));
-    return new CLIPTokenizer({ vocab, merges });
-  });
+  const clipTokenizer = await named('tokenizer (CLIP)', clipDir, () => loadClipTokenizer(clipDir));
   const t5Dir = join(root, 'tokenizer_2');
-  const t5Tokenizer = await named('tokenizer_2 (T5)', t5Dir, async () => {
-    const tj = (await readJson(join(t5Dir, 'tokenizer.json'), 'tokenizer_2/tokenizer.json')) as TokenizerJson;
-    if (tj.model?.type !== 'Unigram' || !Array.isArray(tj.model.vocab)) {
-      throw new ModelNotFoundError(`tokenizer_2/tokenizer.json in ${t5Dir} is not a Unigram (sentencepiece) tokenizer; use the FLUX.1 tokenizer_2 folder`, 'MODEL_COMPONENT_CORRUPT');
-    }
-    const pieceId = new Map(tj.model.vocab.map(([p], i) => [p, i]));
-    const addedTokens: AddedToken[] = (tj.added_tokens ?? []).map((t) => ({ content: t.content, id: t.id, normalized: t.normalized ?? false }));
-    return new T5Tokenizer({
-      vocab: tj.model.vocab,
-      unkId: tj.model.unk_id ?? pieceId.get('<unk>') ?? 2,
-      eosId: pieceId.get('</s>') ?? 1,
-      padId: pieceId.get('<pad>') ?? 0,
-      charsmap: charsmapOf(tj.normalizer),
-      addedTokens,
-    });
-  });
+  const t5Tokenizer = await named('tokenizer_2 (T5)', t5Dir, () => loadT5Tokenizer(t5Dir));
   return {
     clipTokenizer,
     t5Tokenizer,

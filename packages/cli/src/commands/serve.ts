@@ -1,0 +1,124 @@
+/**
+ * `pnpm flux serve --model PATH [--host 127.0.0.1] [--port 8080] [--token T ...]`: the DeepInfra-compatible
+ * HTTP server (packages/server). Parse, load, listen, and shut down gracefully on SIGINT / SIGTERM.
+ */
+import { parseArgs } from 'node:util';
+import { FluxError } from '@flux-ts/core';
+import { initBackend } from '@flux-ts/flux';
+import { PipelineGenerator, createServer, tokensFromEnv, type Generator } from '@flux-ts/server';
+
+const USAGE = `usage: pnpm flux serve --model PATH [options]
+
+Serve FLUX.1 over HTTP, compatible with DeepInfra's API:
+  POST /v1/inference/black-forest-labs/FLUX-1-schnell (FLUX-1-dev for a dev model), multipart or JSON
+  GET|DELETE /v1/inference/requests/ID, GET /v1/inference/requests/ID/events (server-sent events)
+  POST /v1/openai/images/generations, GET /healthz, GET /metrics
+
+options:
+  --model PATH             a FLUX.1 model (diffusers folder, BFL file, HF cache snapshot or repo id); give it
+                           twice to serve a schnell and a dev model (default: $FLUX_MODEL)
+  --host H                 listen address (default 127.0.0.1)
+  --port P                 port (default 8080; 0 picks a free one)
+  --token T                accepted bearer token (repeatable; also $FLUX_API_TOKENS, comma separated)
+  --no-auth                serve without tokens on a non-loopback address (refused otherwise)
+  --max-queue N            waiting jobs per model before 429 (default 16)
+  --max-body-mb N          largest request body (default 16)
+  --max-upload-mb N        largest uploaded image (default 10)
+  --cost-per-image X       inference_status.cost per image (default 0)
+  --webhook-secret S       sign webhook bodies (HMAC-SHA256, header X-Flux-Signature); also $FLUX_WEBHOOK_SECRET
+  --allow-private-webhooks allow webhooks to loopback / private / link-local addresses (tests, development)
+  --shutdown MODE          on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs
+  --log-level L            pino level (default info); --log-prompts logs prompt text at info
+  --backend B              auto (default), tensorflow, wasm or cpu
+  --residency R            transformer weights: auto (default), streamed or resident
+  -h, --help               show this help`;
+
+function num(name: string, v: string | undefined, def: number, min = 0): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) throw new FluxError('INVALID_ARGUMENT', `--${name} must be a number >= ${min}, got ${v}`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | string[] | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: 'string', short: 'm', multiple: true },
+        host: { type: 'string' },
+        port: { type: 'string', short: 'p' },
+        token: { type: 'string', multiple: true },
+        'no-auth': { type: 'boolean' },
+        'max-queue': { type: 'string' },
+        'max-body-mb': { type: 'string' },
+        'max-upload-mb': { type: 'string' },
+        'cost-per-image': { type: 'string' },
+        'webhook-secret': { type: 'string' },
+        'allow-private-webhooks': { type: 'boolean' },
+        shutdown: { type: 'string' },
+        'log-level': { type: 'string' },
+        'log-prompts': { type: 'boolean' },
+        backend: { type: 'string' },
+        residency: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new FluxError('INVALID_ARGUMENT', `${(e as Error).message}; see pnpm flux serve --help`);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const models = (values.model as string[] | undefined) ?? (process.env.FLUX_MODEL ? [process.env.FLUX_MODEL] : []);
+  if (models.length === 0) throw new FluxError('INVALID_ARGUMENT', 'give the model to serve: --model PATH (or set FLUX_MODEL); see pnpm flux serve --help');
+  const shutdown = (values.shutdown as string | undefined) ?? 'finish';
+  if (shutdown !== 'finish' && shutdown !== 'cancel') throw new FluxError('INVALID_ARGUMENT', `--shutdown must be finish or cancel, got ${shutdown}`);
+  const residency = (values.residency as string | undefined) ?? 'auto';
+  if (!['auto', 'streamed', 'resident'].includes(residency)) throw new FluxError('INVALID_ARGUMENT', `--residency must be auto, streamed or resident, got ${residency}`);
+  const port = num('port', values.port as string | undefined, 8080);
+  if (!Number.isInteger(port) || port > 65535) throw new FluxError('INVALID_ARGUMENT', `--port must be an integer 0..65535, got ${String(values.port)}`);
+  const tokens = [...((values.token as string[] | undefined) ?? []), ...tokensFromEnv(process.env.FLUX_API_TOKENS)];
+
+  const generators: Generator[] = [];
+  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency as 'auto' | 'streamed' | 'resident' }));
+  await initBackend({ backend: values.backend as string | undefined, quiet: true });
+
+  const server = await createServer({
+    generators,
+    tokens,
+    noAuth: values['no-auth'] === true,
+    maxQueued: num('max-queue', values['max-queue'] as string | undefined, 16, 0),
+    bodyLimit: Math.round(num('max-body-mb', values['max-body-mb'] as string | undefined, 16, 0.001) * 1024 * 1024),
+    uploadLimit: Math.round(num('max-upload-mb', values['max-upload-mb'] as string | undefined, 10, 0.001) * 1024 * 1024),
+    costPerImage: num('cost-per-image', values['cost-per-image'] as string | undefined, 0),
+    webhookSecret: (values['webhook-secret'] as string | undefined) ?? process.env.FLUX_WEBHOOK_SECRET,
+    allowPrivateWebhooks: values['allow-private-webhooks'] === true,
+    shutdown,
+    logger: { level: (values['log-level'] as string | undefined) ?? 'info' },
+    logPrompts: values['log-prompts'] === true,
+  });
+  const url = await server.listen({ host: (values.host as string | undefined) ?? '127.0.0.1', port });
+  const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
+  process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) {
+        process.stderr.write(`${sig} again: exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks)\n`);
+      void server.close().then(resolve);
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+  return 0;
+}

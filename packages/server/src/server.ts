@@ -1,0 +1,499 @@
+/**
+ * The HTTP server: DeepInfra's inference API for FLUX.1 (so existing DeepInfra clients work unchanged), job
+ * status / cancel / server-sent events, an OpenAI-compatible images endpoint, /healthz and Prometheus /metrics.
+ *
+ * Routes (all under /v1 need `Authorization: bearer <token>` when tokens are configured):
+ *   POST   /v1/inference/black-forest-labs/FLUX-1-schnell   (FLUX-1-dev when a dev model is loaded)
+ *   GET    /v1/inference/requests/:id         status: queued (position) / running (step i of n) / succeeded / failed / cancelled
+ *   DELETE /v1/inference/requests/:id         cancels a queued or running job (a running one stops between steps)
+ *   GET    /v1/inference/requests/:id/events  server-sent events: queued, running, step, succeeded | failed | cancelled
+ *   POST   /v1/openai/images/generations      {model, prompt, n, size: "WxH", response_format: "b64_json"}
+ *   GET    /healthz, GET /metrics             (no auth)
+ */
+import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
+import { FluxError, RequestValidationError, parseInferenceRequest, type FieldProblem, type InferenceRequest } from '@flux-ts/core';
+import { decodeImage, type RgbImage } from '@flux-ts/flux';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { TokenChecker, isLoopbackHost } from './auth.ts';
+import type { Generator } from './generator.ts';
+import { InProcessJobQueue, QueueClosedError, QueueFullError, type JobQueue, type JobResult, type JobStatus, type Worker } from './job-queue.ts';
+import { ServerMetrics } from './metrics.ts';
+import { WebhookSender, WebhookTargetError } from './webhook.ts';
+
+export const MODEL_IDS = Object.freeze({ schnell: 'black-forest-labs/FLUX-1-schnell', dev: 'black-forest-labs/FLUX-1-dev' });
+
+export interface ServerOptions {
+  /** One generator per loaded model; each serves its variant's path (FLUX-1-schnell / FLUX-1-dev). */
+  generators: readonly Generator[];
+  /** Accepted bearer tokens; none means no auth (then `listen` refuses non-loopback hosts unless `noAuth`). */
+  tokens?: readonly string[];
+  /** Explicitly run without auth on any address. */
+  noAuth?: boolean;
+  /** Waiting jobs per model before 429 (default 16). */
+  maxQueued?: number;
+  /** Largest request body (JSON, form fields), bytes (default 16 MiB). */
+  bodyLimit?: number;
+  /** Largest uploaded image file (multipart), bytes (default 10 MiB). */
+  uploadLimit?: number;
+  /** `inference_status.cost` per generated image (default 0). */
+  costPerImage?: number;
+  webhookSecret?: string;
+  allowPrivateWebhooks?: boolean;
+  webhookAttempts?: number;
+  webhookBackoffMs?: number;
+  /** On close: let queued and running jobs finish ('finish', default) or cancel them ('cancel'). */
+  shutdown?: 'finish' | 'cancel';
+  /** A pino logger, or pino options (default: info level), or false for none. */
+  logger?: Logger | Record<string, unknown> | boolean;
+  /** Log prompt text at info level (default: only at debug). */
+  logPrompts?: boolean;
+  /** Another JobQueue implementation (built with the server's worker). Default: the in-process queue. */
+  queueFactory?: (worker: Worker, onChange: (s: JobStatus, prev?: string) => void) => JobQueue;
+  /** Include Node's default process metrics in /metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+export interface FluxServer {
+  app: FastifyInstance;
+  queue: JobQueue;
+  webhooks: WebhookSender;
+  metrics: ServerMetrics;
+  /** Starts listening; returns the base URL (http://host:port). */
+  listen(opts?: { host?: string; port?: number }): Promise<string>;
+  /** Graceful shutdown: stop accepting, finish or cancel jobs (`shutdown`), deliver pending webhooks, close. */
+  close(): Promise<void>;
+}
+
+export class ServerConfigError extends FluxError {
+  constructor(message: string) {
+    super('server_config', message);
+    this.name = 'ServerConfigError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Response bodies
+
+/** DeepInfra-style error body: `detail` (FastAPI's field) plus a typed `error`. */
+function apiError(type: string, message: string, extra: Record<string, unknown> = {}) {
+  return { detail: message, error: { type, message, ...extra } };
+}
+
+function validationBody(fields: readonly FieldProblem[], message: string) {
+  return {
+    detail: fields.map((f) => ({ loc: ['body', f.field], msg: f.message, type: 'value_error', input: f.given, allowed: f.allowed })),
+    error: { type: 'invalid_request', message, fields },
+  };
+}
+
+function openaiError(type: string, message: string, param: string | null = null) {
+  return { error: { message, type, param, code: null } };
+}
+
+const dataUri = (png: Uint8Array) => `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
+
+// ---------------------------------------------------------------------------------------------------------------------
+
+function decodeInputImage(image: string | Uint8Array): RgbImage {
+  let bytes: Uint8Array;
+  if (typeof image === 'string') {
+    const body = image.startsWith('data:') ? image.slice(image.indexOf(',') + 1) : image;
+    bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+  } else {
+    bytes = image;
+  }
+  try {
+    return decodeImage(bytes, 'image');
+  } catch (e) {
+    const why = e instanceof FluxError ? e.message : 'it could not be decoded';
+    throw new RequestValidationError([
+      { field: 'image', given: `${bytes.length} bytes`, allowed: 'a PNG or JPEG image', message: `is not a readable PNG or JPEG image (${why})` },
+    ]);
+  }
+}
+
+/** Multipart body -> plain fields (files as bytes); a truncated field is a 413. */
+async function readMultipart(request: FastifyRequest): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for await (const part of request.parts()) {
+    if (part.type === 'file') {
+      out[part.fieldname] = new Uint8Array(await part.toBuffer());
+    } else {
+      if (part.valueTruncated || part.fieldnameTruncated) {
+        throw Object.assign(new FluxError('payload_too_large', `form field ${part.fieldname} is larger than the server's limit`), { statusCode: 413 });
+      }
+      out[part.fieldname] = part.value;
+    }
+  }
+  return out;
+}
+
+function modelAliases(id: string): string[] {
+  const name = id.split('/')[1]!; // FLUX-1-schnell
+  return [id, name, id.replace('FLUX-1', 'FLUX.1'), name.replace('FLUX-1', 'FLUX.1')].map((s) => s.toLowerCase());
+}
+
+const now = () => performance.now();
+
+export async function createServer(opts: ServerOptions): Promise<FluxServer> {
+  const generators = new Map<string, Generator>();
+  for (const g of opts.generators) {
+    const id = MODEL_IDS[g.variant];
+    if (generators.has(id)) throw new ServerConfigError(`two models serve ${id}; load at most one schnell and one dev model`);
+    generators.set(id, g);
+  }
+  if (generators.size === 0) throw new ServerConfigError('no model to serve; pass --model PATH');
+
+  const auth = new TokenChecker(opts.tokens ?? []);
+  const bodyLimit = opts.bodyLimit ?? 16 * 1024 * 1024;
+  const uploadLimit = opts.uploadLimit ?? 10 * 1024 * 1024;
+  const costPerImage = opts.costPerImage ?? 0;
+  const shutdown = opts.shutdown ?? 'finish';
+  const logPrompts = opts.logPrompts ?? false;
+
+  const loggerOpt = opts.logger ?? { level: 'info' };
+  const isInstance = typeof loggerOpt === 'object' && typeof (loggerOpt as Logger).child === 'function';
+  const app = Fastify({
+    ...(isInstance ? { loggerInstance: loggerOpt as unknown as FastifyBaseLogger } : { logger: loggerOpt as boolean | Record<string, unknown> }),
+    bodyLimit,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+  });
+  const log = app.log;
+  const metrics = new ServerMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+  const webhooks = new WebhookSender({
+    allowPrivate: opts.allowPrivateWebhooks ?? false,
+    secret: opts.webhookSecret,
+    attempts: opts.webhookAttempts,
+    backoffMs: opts.webhookBackoffMs,
+    log,
+  });
+
+  // The worker: one job -> the DeepInfra response body.
+  const worker: Worker = async (id, data, ctx) => {
+    const gen = generators.get(data.model);
+    if (!gen) throw new FluxError('unknown_model', `no model serves ${data.model}`);
+    const t0 = now();
+    try {
+      const out = await gen.generate({ request: data.request, image: data.image }, { signal: ctx.signal, onStep: (p) => ctx.progress(p.step, p.total) });
+      const runtimeMs = Math.round(now() - t0);
+      return {
+        images: out.pngs.map(dataUri),
+        nsfw_content_detected: out.pngs.map(() => false),
+        seed: out.seed,
+        request_id: id,
+        inference_status: {
+          status: 'succeeded',
+          runtime_ms: runtimeMs,
+          cost: costPerImage * out.pngs.length,
+          tokens_generated: 0,
+          tokens_input: out.tokensInput,
+        },
+      } satisfies JobResult;
+    } catch (e) {
+      if (!(e instanceof FluxError)) log.error({ reqId: id, err: e }, 'generation failed');
+      throw e;
+    }
+  };
+
+  const onChange = (s: JobStatus, prev?: string) => {
+    const model = s.model;
+    metrics.jobs.inc({ model, status: s.status });
+    metrics.queueDepth.set({ model }, queue.depth(model));
+    metrics.jobsRunning.set({ model }, queue.running(model));
+    if (s.status === 'succeeded' && s.started_at && s.finished_at) {
+      metrics.runtime.observe({ model }, (Date.parse(s.finished_at) - Date.parse(s.started_at)) / 1000);
+    }
+    if (s.status !== 'queued' && s.status !== 'running') {
+      const level = s.status === 'failed' ? 'warn' : 'info';
+      log[level]({ reqId: s.request_id, model, status: s.status, from: prev, error: s.error?.message }, 'job finished');
+    }
+  };
+  const queue: JobQueue = opts.queueFactory?.(worker, onChange) ?? new InProcessJobQueue({ worker, maxQueued: opts.maxQueued, keepFinished: 200, onChange });
+
+  await app.register(multipart, {
+    limits: { fileSize: uploadLimit, files: 1, fields: 64, fieldSize: bodyLimit, parts: 66, headerPairs: 200 },
+    throwFileSizeLimit: true,
+  });
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  const isOpenAI = (req: FastifyRequest) => req.url.startsWith('/v1/openai/');
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.url.startsWith('/v1/') || !auth.enabled) return;
+    if (auth.check(req.headers.authorization)) return;
+    const msg = req.headers.authorization ? 'the bearer token is not valid' : 'missing Authorization: bearer <token> header';
+    reply.code(401).header('www-authenticate', 'Bearer');
+    return reply.send(isOpenAI(req) ? openaiError('invalid_request_error', msg) : apiError('unauthorized', msg));
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.responses.inc({ route: req.routeOptions.url ?? 'unmatched', code: String(reply.statusCode) });
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const msg = `no route ${req.method} ${req.url.split('?')[0]}`;
+    reply.code(404).send(isOpenAI(req) ? openaiError('invalid_request_error', msg) : apiError('not_found', msg));
+  });
+
+  app.setErrorHandler((err: FluxError & { statusCode?: number; code?: string }, req, reply) => {
+    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    let message = err.message;
+    let type = typeof err.code === 'string' ? err.code : 'error';
+    if (status === 413) {
+      type = 'payload_too_large';
+      message = `the request is larger than the server's limit (body ${bodyLimit} bytes, uploaded file ${uploadLimit} bytes): ${err.message}`;
+    } else if (status >= 500) {
+      req.log.error({ err }, 'request failed');
+      type = 'internal_error';
+      message = 'internal server error (see the server log)';
+      status = 500;
+    }
+    reply.code(status).send(isOpenAI(req) ? openaiError(status === 413 ? 'invalid_request_error' : type, message) : apiError(type, message));
+  });
+
+  /** Validates, checks the webhook, enqueues. Throws RequestValidationError / QueueFullError / QueueClosedError. */
+  async function submit(req: FastifyRequest, model: string, body: Record<string, unknown>, from: 'json' | 'form') {
+    const request: InferenceRequest = parseInferenceRequest(body, { from });
+    let image: RgbImage | undefined;
+    if (request.image !== undefined) image = decodeInputImage(request.image);
+    delete request.image;
+    if (request.webhook !== undefined) {
+      try {
+        await webhooks.check(request.webhook);
+      } catch (e) {
+        if (!(e instanceof WebhookTargetError)) throw e;
+        throw new RequestValidationError([{ field: 'webhook', given: JSON.stringify(request.webhook), allowed: 'a public http(s) URL', message: e.message }]);
+      }
+    }
+    const id = req.id;
+    const { done } = queue.enqueue(id, { model, request, image });
+    req.log.info(
+      {
+        model,
+        width: request.width,
+        height: request.height,
+        steps: request.num_inference_steps,
+        num_images: request.num_images,
+        img2img: image !== undefined,
+        webhook: request.webhook !== undefined,
+        prompt_chars: request.prompt.length,
+        ...(logPrompts ? { prompt: request.prompt } : {}),
+      },
+      'job queued',
+    );
+    if (!logPrompts) req.log.debug({ prompt: request.prompt }, 'job prompt');
+    return { id, request, done };
+  }
+
+  // ---- DeepInfra inference -------------------------------------------------------------------------------------------
+  app.post<{ Params: { owner: string; name: string } }>('/v1/inference/:owner/:name', async (req, reply) => {
+    const model = `${req.params.owner}/${req.params.name}`;
+    if (!generators.has(model)) {
+      return reply.code(404).send(apiError('model_not_found', `model ${model} is not served here; served: ${[...generators.keys()].join(', ')}`));
+    }
+    let body: Record<string, unknown>;
+    let from: 'json' | 'form';
+    if (req.isMultipart()) {
+      body = await readMultipart(req);
+      from = 'form';
+    } else {
+      const ct = req.headers['content-type'] ?? '';
+      from = ct.startsWith('application/x-www-form-urlencoded') ? 'form' : 'json';
+      body = req.body as Record<string, unknown>;
+    }
+    let job: Awaited<ReturnType<typeof submit>>;
+    try {
+      job = await submit(req, model, body, from);
+    } catch (e) {
+      if (e instanceof RequestValidationError) return reply.code(422).send(validationBody(e.fields, e.message));
+      if (e instanceof QueueFullError) return reply.code(429).header('retry-after', String(e.retryAfterS)).send(apiError('queue_full', e.message));
+      if (e instanceof QueueClosedError) return reply.code(503).send(apiError(e.code, e.message));
+      throw e;
+    }
+    const { id, request, done } = job;
+
+    if (request.webhook !== undefined) {
+      const url = request.webhook;
+      void done.then(async (s) => {
+        const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
+        const outcome = await webhooks.deliver(url, payload, id);
+        metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
+      });
+      return reply.send({
+        request_id: id,
+        inference_status: { status: 'queued', runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
+      });
+    }
+
+    // Synchronous: a client that goes away cancels its job.
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) queue.cancel(id, 'cancelled: the client closed the connection');
+    });
+    const s = await done;
+    if (s.status === 'succeeded') return reply.send(s.result);
+    if (s.status === 'cancelled') return reply.code(409).send({ ...apiError('cancelled', s.error?.message ?? 'cancelled'), request_id: id });
+    const code = s.error?.type === 'INVALID_GENERATE_OPTIONS' ? 422 : 500;
+    return reply.code(code).send({ ...apiError(s.error?.type ?? 'internal_error', s.error?.message ?? 'failed'), request_id: id });
+  });
+
+  function failurePayload(s: JobStatus) {
+    return {
+      request_id: s.request_id,
+      inference_status: { status: 'failed', runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
+      error: s.error ?? { type: 'internal_error', message: 'failed' },
+    };
+  }
+
+  // ---- job status, cancel, events ------------------------------------------------------------------------------------
+  const notFound = (reply: FastifyReply, id: string) =>
+    reply.code(404).send(apiError('request_not_found', `no request ${id} (unknown, or finished long ago and forgotten)`));
+
+  app.get<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
+    const s = queue.get(req.params.id);
+    return s ? reply.send(s) : notFound(reply, req.params.id);
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
+    const { id } = req.params;
+    const before = queue.get(id);
+    if (!before) return notFound(reply, id);
+    if (!queue.cancel(id)) {
+      return reply.code(409).send({ ...apiError('not_cancellable', `request ${id} already ${before.status}`), request_id: id, status: before.status });
+    }
+    const after = queue.get(id)!;
+    // A running job stops at its next step; its status turns "cancelled" then.
+    return reply.code(202).send({ request_id: id, status: after.status === 'running' ? 'cancelling' : after.status });
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/inference/requests/:id/events', async (req, reply) => {
+    const { id } = req.params;
+    const s = queue.get(id);
+    if (!s) return notFound(reply, id);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': id });
+    const write = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const { result: _r, ...brief } = s;
+    write('status', brief);
+    const terminal = (t: string) => t === 'succeeded' || t === 'failed' || t === 'cancelled';
+    if (terminal(s.status)) {
+      write(s.status, s.status === 'succeeded' ? { request_id: id, result: s.result } : { request_id: id, error: s.error });
+      res.end();
+      return;
+    }
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const stop = queue.subscribe(id, (e) => {
+      const { type, ...data } = e;
+      write(type, data);
+      if (terminal(type)) end();
+    });
+    function end() {
+      clearInterval(heartbeat);
+      stop();
+      if (!res.writableEnded) res.end();
+    }
+    res.on('close', end);
+  });
+
+  // ---- OpenAI images --------------------------------------------------------------------------------------------------
+  const OPENAI_IGNORED = new Set(['quality', 'style', 'user', 'background', 'moderation', 'output_format', 'output_compression']);
+  app.post('/v1/openai/images/generations', async (req, reply) => {
+    const b = req.body as Record<string, unknown> | undefined;
+    if (!b || typeof b !== 'object' || Array.isArray(b)) return reply.code(400).send(openaiError('invalid_request_error', 'the body must be a JSON object'));
+    const wanted = typeof b.model === 'string' ? b.model.toLowerCase() : undefined;
+    const model = wanted === undefined ? [...generators.keys()][0]! : [...generators.keys()].find((id) => modelAliases(id).includes(wanted));
+    if (!model) {
+      return reply.code(404).send(openaiError('invalid_request_error', `model ${String(b.model)} is not served here; served: ${[...generators.keys()].join(', ')}`, 'model'));
+    }
+    const format = b.response_format ?? 'b64_json';
+    if (format !== 'b64_json') {
+      return reply.code(400).send(openaiError('invalid_request_error', `response_format ${JSON.stringify(format)} is not supported; use "b64_json"`, 'response_format'));
+    }
+    const body: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(b)) {
+      if (k === 'model' || k === 'response_format' || OPENAI_IGNORED.has(k) || v === undefined) continue;
+      if (k === 'n') body.num_images = v;
+      else if (k === 'size') {
+        const m = typeof v === 'string' ? /^(\d+)x(\d+)$/.exec(v) : null;
+        if (!m) return reply.code(400).send(openaiError('invalid_request_error', `size must be "WIDTHxHEIGHT" (e.g. "512x512"), got ${JSON.stringify(v)}`, 'size'));
+        body.width = Number(m[1]);
+        body.height = Number(m[2]);
+      } else body[k] = v;
+    }
+    if ('image' in body || 'webhook' in body) {
+      return reply.code(400).send(openaiError('invalid_request_error', 'image and webhook are not supported on this endpoint', 'image' in body ? 'image' : 'webhook'));
+    }
+    const param = (f: string) => (f === 'num_images' ? 'n' : f === 'width' || f === 'height' ? 'size' : f);
+    let job: Awaited<ReturnType<typeof submit>>;
+    try {
+      job = await submit(req, model, body, 'json');
+    } catch (e) {
+      if (e instanceof RequestValidationError) {
+        const msg = e.fields.map((f) => `${param(f.field)} (${f.field}): ${f.message}; got ${f.given}; allowed: ${f.allowed}`).join('\n');
+        return reply.code(400).send(openaiError('invalid_request_error', msg, param(e.fields[0]!.field)));
+      }
+      if (e instanceof QueueFullError) return reply.code(429).header('retry-after', String(e.retryAfterS)).send(openaiError('rate_limit_exceeded', e.message));
+      if (e instanceof QueueClosedError) return reply.code(503).send(openaiError('server_error', e.message));
+      throw e;
+    }
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) queue.cancel(job.id, 'cancelled: the client closed the connection');
+    });
+    const s = await job.done;
+    if (s.status !== 'succeeded') {
+      return reply.code(s.status === 'cancelled' ? 409 : 500).send(openaiError(s.status === 'cancelled' ? 'cancelled' : 'server_error', s.error?.message ?? 'failed'));
+    }
+    const images = (s.result!.images as string[]).map((u) => ({ b64_json: u.slice(u.indexOf(',') + 1) }));
+    return reply.header('x-request-id', job.id).send({ created: Math.floor(Date.parse(s.finished_at!) / 1000), data: images });
+  });
+
+  // ---- health and metrics ---------------------------------------------------------------------------------------------
+  app.get('/healthz', async () => ({
+    status: 'ok',
+    models: [...generators.keys()],
+    queue_depth: queue.depth(),
+    running: queue.running(),
+  }));
+  app.get('/metrics', async (_req, reply) => {
+    for (const m of generators.keys()) {
+      metrics.queueDepth.set({ model: m }, queue.depth(m));
+      metrics.jobsRunning.set({ model: m }, queue.running(m));
+    }
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    queue,
+    webhooks,
+    metrics,
+    async listen({ host = '127.0.0.1', port = 8080 } = {}) {
+      if (!auth.enabled && !opts.noAuth && !isLoopbackHost(host)) {
+        throw new ServerConfigError(
+          `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`,
+        );
+      }
+      await app.listen({ host, port });
+      const addr = app.server.address();
+      const p = typeof addr === 'object' && addr ? addr.port : port;
+      return `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    },
+    close() {
+      closing ??= (async () => {
+        const httpClosed = app.close(); // stops accepting; in-flight requests finish
+        await queue.close({ cancel: shutdown === 'cancel' });
+        await webhooks.flush();
+        await httpClosed;
+        for (const g of generators.values()) await g.close?.();
+      })();
+      return closing;
+    },
+  };
+}
