@@ -4,7 +4,7 @@
  */
 import type { InferenceRequest } from '@flux-ts/core';
 import { FluxPipeline, type PipelineOptions, type RgbImage } from '@flux-ts/flux';
-import { loadTokenizers } from '../../flux/src/tokenizers.ts';
+import { loadTokenizers } from '@flux-ts/flux';
 
 export interface GenerationInput {
   /** The validated request (defaults filled, seed set). `image` is ignored: see `image` below. */

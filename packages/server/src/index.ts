@@ -4,3 +4,4 @@ export * from './job-queue.ts';
 export * from './webhook.ts';
 export * from './auth.ts';
 export * from './metrics.ts';
+export * from './responses.ts';

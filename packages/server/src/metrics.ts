@@ -14,7 +14,7 @@ export class ServerMetrics {
     const registers = [this.registry];
     this.queueDepth = new Gauge({ name: 'flux_queue_depth', help: 'Jobs waiting (not running), per model', labelNames: ['model'], registers });
     this.jobsRunning = new Gauge({ name: 'flux_jobs_running', help: 'Jobs running, per model', labelNames: ['model'], registers });
-    this.jobs = new Counter({ name: 'flux_jobs_total', help: 'Jobs by final or current status (queued counts every accepted job)', labelNames: ['model', 'status'], registers });
+    this.jobs = new Counter({ name: 'flux_jobs_total', help: 'Jobs entering each status (queued: every accepted job; running; then succeeded, failed or cancelled)', labelNames: ['model', 'status'], registers });
     this.runtime = new Histogram({
       name: 'flux_job_runtime_seconds',
       help: 'Generation time of succeeded jobs (from start to result)',

@@ -12,14 +12,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import multipart from '@fastify/multipart';
-import { FluxError, RequestValidationError, parseInferenceRequest, type FieldProblem, type InferenceRequest } from '@flux-ts/core';
-import { decodeImage, type RgbImage } from '@flux-ts/flux';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { FluxError, RequestValidationError, parseInferenceRequest, type InferenceRequest } from '@flux-ts/core';
+import type { RgbImage } from '@flux-ts/flux';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { TokenChecker, isLoopbackHost } from './auth.ts';
 import type { Generator } from './generator.ts';
 import { InProcessJobQueue, QueueClosedError, QueueFullError, type JobQueue, type JobResult, type JobStatus, type Worker } from './job-queue.ts';
+import { registerJobRoutes } from './job-routes.ts';
 import { ServerMetrics } from './metrics.ts';
+import { registerOpenAIRoutes } from './openai.ts';
+import { decodeInputImage, readMultipart } from './request-body.ts';
+import { apiError, dataUri, openaiError, validationBody } from './responses.ts';
 import { WebhookSender, WebhookTargetError } from './webhook.ts';
 
 export const MODEL_IDS = Object.freeze({ schnell: 'black-forest-labs/FLUX-1-schnell', dev: 'black-forest-labs/FLUX-1-dev' });
@@ -71,68 +75,6 @@ export class ServerConfigError extends FluxError {
     super('server_config', message);
     this.name = 'ServerConfigError';
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------------
-// Response bodies
-
-/** DeepInfra-style error body: `detail` (FastAPI's field) plus a typed `error`. */
-function apiError(type: string, message: string, extra: Record<string, unknown> = {}) {
-  return { detail: message, error: { type, message, ...extra } };
-}
-
-function validationBody(fields: readonly FieldProblem[], message: string) {
-  return {
-    detail: fields.map((f) => ({ loc: ['body', f.field], msg: f.message, type: 'value_error', input: f.given, allowed: f.allowed })),
-    error: { type: 'invalid_request', message, fields },
-  };
-}
-
-function openaiError(type: string, message: string, param: string | null = null) {
-  return { error: { message, type, param, code: null } };
-}
-
-const dataUri = (png: Uint8Array) => `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
-
-// ---------------------------------------------------------------------------------------------------------------------
-
-function decodeInputImage(image: string | Uint8Array): RgbImage {
-  let bytes: Uint8Array;
-  if (typeof image === 'string') {
-    const body = image.startsWith('data:') ? image.slice(image.indexOf(',') + 1) : image;
-    bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
-  } else {
-    bytes = image;
-  }
-  try {
-    return decodeImage(bytes, 'image');
-  } catch (e) {
-    const why = e instanceof FluxError ? e.message : 'it could not be decoded';
-    throw new RequestValidationError([
-      { field: 'image', given: `${bytes.length} bytes`, allowed: 'a PNG or JPEG image', message: `is not a readable PNG or JPEG image (${why})` },
-    ]);
-  }
-}
-
-/** Multipart body -> plain fields (files as bytes); a truncated field is a 413. */
-async function readMultipart(request: FastifyRequest): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  for await (const part of request.parts()) {
-    if (part.type === 'file') {
-      out[part.fieldname] = new Uint8Array(await part.toBuffer());
-    } else {
-      if (part.valueTruncated || part.fieldnameTruncated) {
-        throw Object.assign(new FluxError('payload_too_large', `form field ${part.fieldname} is larger than the server's limit`), { statusCode: 413 });
-      }
-      out[part.fieldname] = part.value;
-    }
-  }
-  return out;
-}
-
-function modelAliases(id: string): string[] {
-  const name = id.split('/')[1]!; // FLUX-1-schnell
-  return [id, name, id.replace('FLUX-1', 'FLUX.1'), name.replace('FLUX-1', 'FLUX.1')].map((s) => s.toLowerCase());
 }
 
 const now = () => performance.now();
@@ -232,6 +174,10 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     return reply.send(isOpenAI(req) ? openaiError('invalid_request_error', msg) : apiError('unauthorized', msg));
   });
 
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     metrics.responses.inc({ route: req.routeOptions.url ?? 'unmatched', code: String(reply.statusCode) });
   });
@@ -320,11 +266,13 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
 
     if (request.webhook !== undefined) {
       const url = request.webhook;
-      void done.then(async (s) => {
-        const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
-        const outcome = await webhooks.deliver(url, payload, id);
-        metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
-      });
+      void webhooks.track(
+        done.then(async (s) => {
+          const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
+          const outcome = await webhooks.deliver(url, payload, id);
+          metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
+        }),
+      );
       return reply.send({
         request_id: id,
         inference_status: { status: 'queued', runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
@@ -350,108 +298,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     };
   }
 
-  // ---- job status, cancel, events ------------------------------------------------------------------------------------
-  const notFound = (reply: FastifyReply, id: string) =>
-    reply.code(404).send(apiError('request_not_found', `no request ${id} (unknown, or finished long ago and forgotten)`));
-
-  app.get<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
-    const s = queue.get(req.params.id);
-    return s ? reply.send(s) : notFound(reply, req.params.id);
-  });
-
-  app.delete<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
-    const { id } = req.params;
-    const before = queue.get(id);
-    if (!before) return notFound(reply, id);
-    if (!queue.cancel(id)) {
-      return reply.code(409).send({ ...apiError('not_cancellable', `request ${id} already ${before.status}`), request_id: id, status: before.status });
-    }
-    const after = queue.get(id)!;
-    // A running job stops at its next step; its status turns "cancelled" then.
-    return reply.code(202).send({ request_id: id, status: after.status === 'running' ? 'cancelling' : after.status });
-  });
-
-  app.get<{ Params: { id: string } }>('/v1/inference/requests/:id/events', async (req, reply) => {
-    const { id } = req.params;
-    const s = queue.get(id);
-    if (!s) return notFound(reply, id);
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': id });
-    const write = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    const { result: _r, ...brief } = s;
-    write('status', brief);
-    const terminal = (t: string) => t === 'succeeded' || t === 'failed' || t === 'cancelled';
-    if (terminal(s.status)) {
-      write(s.status, s.status === 'succeeded' ? { request_id: id, result: s.result } : { request_id: id, error: s.error });
-      res.end();
-      return;
-    }
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    const stop = queue.subscribe(id, (e) => {
-      const { type, ...data } = e;
-      write(type, data);
-      if (terminal(type)) end();
-    });
-    function end() {
-      clearInterval(heartbeat);
-      stop();
-      if (!res.writableEnded) res.end();
-    }
-    res.on('close', end);
-  });
-
-  // ---- OpenAI images --------------------------------------------------------------------------------------------------
-  const OPENAI_IGNORED = new Set(['quality', 'style', 'user', 'background', 'moderation', 'output_format', 'output_compression']);
-  app.post('/v1/openai/images/generations', async (req, reply) => {
-    const b = req.body as Record<string, unknown> | undefined;
-    if (!b || typeof b !== 'object' || Array.isArray(b)) return reply.code(400).send(openaiError('invalid_request_error', 'the body must be a JSON object'));
-    const wanted = typeof b.model === 'string' ? b.model.toLowerCase() : undefined;
-    const model = wanted === undefined ? [...generators.keys()][0]! : [...generators.keys()].find((id) => modelAliases(id).includes(wanted));
-    if (!model) {
-      return reply.code(404).send(openaiError('invalid_request_error', `model ${String(b.model)} is not served here; served: ${[...generators.keys()].join(', ')}`, 'model'));
-    }
-    const format = b.response_format ?? 'b64_json';
-    if (format !== 'b64_json') {
-      return reply.code(400).send(openaiError('invalid_request_error', `response_format ${JSON.stringify(format)} is not supported; use "b64_json"`, 'response_format'));
-    }
-    const body: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(b)) {
-      if (k === 'model' || k === 'response_format' || OPENAI_IGNORED.has(k) || v === undefined) continue;
-      if (k === 'n') body.num_images = v;
-      else if (k === 'size') {
-        const m = typeof v === 'string' ? /^(\d+)x(\d+)$/.exec(v) : null;
-        if (!m) return reply.code(400).send(openaiError('invalid_request_error', `size must be "WIDTHxHEIGHT" (e.g. "512x512"), got ${JSON.stringify(v)}`, 'size'));
-        body.width = Number(m[1]);
-        body.height = Number(m[2]);
-      } else body[k] = v;
-    }
-    if ('image' in body || 'webhook' in body) {
-      return reply.code(400).send(openaiError('invalid_request_error', 'image and webhook are not supported on this endpoint', 'image' in body ? 'image' : 'webhook'));
-    }
-    const param = (f: string) => (f === 'num_images' ? 'n' : f === 'width' || f === 'height' ? 'size' : f);
-    let job: Awaited<ReturnType<typeof submit>>;
-    try {
-      job = await submit(req, model, body, 'json');
-    } catch (e) {
-      if (e instanceof RequestValidationError) {
-        const msg = e.fields.map((f) => `${param(f.field)} (${f.field}): ${f.message}; got ${f.given}; allowed: ${f.allowed}`).join('\n');
-        return reply.code(400).send(openaiError('invalid_request_error', msg, param(e.fields[0]!.field)));
-      }
-      if (e instanceof QueueFullError) return reply.code(429).header('retry-after', String(e.retryAfterS)).send(openaiError('rate_limit_exceeded', e.message));
-      if (e instanceof QueueClosedError) return reply.code(503).send(openaiError('server_error', e.message));
-      throw e;
-    }
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) queue.cancel(job.id, 'cancelled: the client closed the connection');
-    });
-    const s = await job.done;
-    if (s.status !== 'succeeded') {
-      return reply.code(s.status === 'cancelled' ? 409 : 500).send(openaiError(s.status === 'cancelled' ? 'cancelled' : 'server_error', s.error?.message ?? 'failed'));
-    }
-    const images = (s.result!.images as string[]).map((u) => ({ b64_json: u.slice(u.indexOf(',') + 1) }));
-    return reply.header('x-request-id', job.id).send({ created: Math.floor(Date.parse(s.finished_at!) / 1000), data: images });
-  });
+  registerJobRoutes(app, queue);
+  registerOpenAIRoutes(app, { models: [...generators.keys()], queue, submit });
 
   // ---- health and metrics ---------------------------------------------------------------------------------------------
   app.get('/healthz', async () => ({

@@ -133,7 +133,7 @@ function post(target: ResolvedTarget, body: string, headers: Record<string, stri
 /** Delivers webhooks and tracks the pending ones (so shutdown can wait for them). */
 export class WebhookSender {
   private readonly opts: Required<Omit<WebhookOptions, 'secret' | 'log'>> & Pick<WebhookOptions, 'secret' | 'log'>;
-  private readonly pending = new Set<Promise<DeliveryOutcome>>();
+  private readonly pending = new Set<Promise<unknown>>();
 
   constructor(opts: WebhookOptions = {}) {
     this.opts = {
@@ -156,9 +156,17 @@ export class WebhookSender {
   }
 
   deliver(url: string, payload: unknown, requestId: string): Promise<DeliveryOutcome> {
-    const p = this.run(url, payload, requestId);
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+    return this.track(this.run(url, payload, requestId));
+  }
+
+  /** Counts a delivery that is yet to start (a job still running) as pending, so `flush` waits for it. */
+  track<T>(p: Promise<T>): Promise<T> {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(settled as Promise<never>);
+    void settled.finally(() => this.pending.delete(settled as Promise<never>));
     return p;
   }
 

@@ -25,7 +25,7 @@ export const HAS_CURL = (() => {
 
 /**
  * POSTs `-F name=value` fields exactly as curl does (spawning curl when installed, else the same multipart
- * body through fetch's FormData). A value starting with @ is a file upload, as with curl.
+ * body through fetch's FormData). A value starting with @ is a file upload, < a field read from a file, as with curl.
  */
 export async function curlForm(
   url: string,
@@ -54,7 +54,8 @@ export async function curlForm(
   const { readFile } = await import('node:fs/promises');
   const form = new FormData();
   for (const [k, v] of fields) {
-    if (v.startsWith('@')) form.append(k, new Blob([await readFile(v.slice(1))], { type: 'image/png' }), v.slice(1).split('/').pop());
+    if (v.startsWith('<')) form.append(k, await readFile(v.slice(1), 'utf8'));
+    else if (v.startsWith('@')) form.append(k, new Blob([await readFile(v.slice(1))], { type: 'image/png' }), v.slice(1).split('/').pop());
     else form.append(k, v);
   }
   const res = await fetch(url, { method: 'POST', body: form, headers });
@@ -84,13 +85,19 @@ const ONE_PIXEL = encodePng({ width: 1, height: 1, data: new Uint8Array([10, 20,
 export class SlowGenerator implements Generator {
   readonly variant = 'schnell' as const;
   readonly seen: GenerationInput[] = [];
+  aborted = 0;
+  stepsRun = 0;
   constructor(readonly stepMs = 50) {}
   async generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: { step: number; total: number }) => void }): Promise<GenerationOutput> {
     this.seen.push(input);
     const total = input.request.num_inference_steps;
     for (let i = 0; i < total; i++) {
-      if (opts.signal.aborted) throw new FluxError('aborted', `generation aborted after ${i} of ${total} steps`);
+      if (opts.signal.aborted) {
+        this.aborted++;
+        throw new FluxError('aborted', `generation aborted after ${i} of ${total} steps`);
+      }
       await new Promise((r) => setTimeout(r, this.stepMs));
+      this.stepsRun++;
       opts.onStep({ step: i + 1, total });
     }
     return { pngs: Array.from({ length: input.request.num_images }, () => ONE_PIXEL), seed: input.request.seed, tokensInput: 3 };
@@ -122,4 +129,8 @@ export async function readEvents(url: string, headers: Record<string, string>, u
     }
   }
   return { status: res.status, contentType: res.headers.get('content-type'), events };
+}
+
+export async function getJson(url: string, headers: Record<string, string> = {}): Promise<any> {
+  return (await fetch(url, { headers })).json();
 }

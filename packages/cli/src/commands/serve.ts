@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 import { initBackend } from '@flux-ts/flux';
-import { PipelineGenerator, createServer, tokensFromEnv, type Generator } from '@flux-ts/server';
+import { PipelineGenerator, createServer, isLoopbackHost, tokensFromEnv, type Generator } from '@flux-ts/server';
 
 const USAGE = `usage: pnpm flux serve --model PATH [options]
 
@@ -84,6 +84,11 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(port) || port > 65535) throw new FluxError('INVALID_ARGUMENT', `--port must be an integer 0..65535, got ${String(values.port)}`);
   const tokens = [...((values.token as string[] | undefined) ?? []), ...tokensFromEnv(process.env.FLUX_API_TOKENS)];
 
+  const host = (values.host as string | undefined) ?? '127.0.0.1';
+  if (tokens.length === 0 && values['no-auth'] !== true && !isLoopbackHost(host)) {
+    throw new FluxError('INVALID_ARGUMENT', `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`);
+  }
+
   const generators: Generator[] = [];
   for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency as 'auto' | 'streamed' | 'resident' }));
   await initBackend({ backend: values.backend as string | undefined, quiet: true });
@@ -102,7 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     logger: { level: (values['log-level'] as string | undefined) ?? 'info' },
     logPrompts: values['log-prompts'] === true,
   });
-  const url = await server.listen({ host: (values.host as string | undefined) ?? '127.0.0.1', port });
+  const url = await server.listen({ host, port });
   const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
   process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
 

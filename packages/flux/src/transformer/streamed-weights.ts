@@ -13,7 +13,7 @@ import {
   type TransformerFormat,
 } from '../weights/transformer-keys.ts';
 import { fluxParamSpec, type FluxParams } from './flux.ts';
-import { checkWeights, listKeys, prepareWeights, type Weights, type WeightSource } from './weights.ts';
+import { checkWeights, listKeys, prepareWeights, preTransposedTensor, type Weights, type WeightSource } from './weights.ts';
 
 /** What a source needs from a checkpoint (weights/checkpoint.ts `TensorReader` fits). */
 export interface WeightReader {
@@ -101,9 +101,11 @@ function formatOf(reader: WeightReader): TransformerFormat {
   return f;
 }
 
-async function readTensor(reader: WeightReader, name: string): Promise<tf.Tensor> {
+async function readTensor(reader: WeightReader, name: string, transposeLinear = false): Promise<tf.Tensor> {
   const info = reader.tensors.get(name)!;
-  return tf.tensor(await reader.readFloat32(name), [...info.shape], 'float32');
+  const data = await reader.readFloat32(name);
+  if (transposeLinear && info.shape.length === 2 && name.endsWith('weight')) return preTransposedTensor(data, info.shape[0]!, info.shape[1]!);
+  return tf.tensor(data, [...info.shape], 'float32');
 }
 
 /**
@@ -151,8 +153,8 @@ export class StreamedWeights implements WeightSource {
     try {
       if (this.format === 'bfl') {
         const full = this.bflPrefix + prefix;
-        for (const k of this.reader.tensors.keys()) if (k.startsWith(full)) out[k.slice(full.length)] = await readTensor(this.reader, k);
-        return prepareWeights(out);
+        for (const k of this.reader.tensors.keys()) if (k.startsWith(full)) out[k.slice(full.length)] = await readTensor(this.reader, k, true);
+        return prepareWeights(out); // already [in, out]: nothing left to transpose
       }
       const rules = keyRulesUnder(prefix, this.layout);
       const src: Weights = {};

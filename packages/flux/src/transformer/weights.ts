@@ -103,6 +103,28 @@ export function prepareWeights(w: Weights): Weights {
   return out;
 }
 
+/**
+ * A Linear weight given as checkpoint data [rows = out, cols = in], uploaded already transposed ([in, out], blocked
+ * copy on the host): the streamed path, so the device never holds both layouts of a weight.
+ */
+export function preTransposedTensor(data: Float32Array, rows: number, cols: number): tf.Tensor2D {
+  const out = new Float32Array(rows * cols);
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        const ro = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = data[ro + c]!;
+      }
+    }
+  }
+  const t = tf.tensor2d(out, [cols, rows], 'float32');
+  PRE_TRANSPOSED.add(t);
+  return t;
+}
+
 /** The tensors under `prefix`, keyed by the rest of the key (no copies). */
 export function scope(w: Weights, prefix: string): Weights {
   const out: Weights = {};

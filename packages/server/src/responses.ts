@@ -1,0 +1,20 @@
+/** Response bodies: DeepInfra-style errors, validation errors, OpenAI-style errors, PNG data URIs. */
+import type { FieldProblem } from '@flux-ts/core';
+
+/** DeepInfra-style error body: `detail` (FastAPI's field) plus a typed `error`. */
+export function apiError(type: string, message: string, extra: Record<string, unknown> = {}) {
+  return { detail: message, error: { type, message, ...extra } };
+}
+
+export function validationBody(fields: readonly FieldProblem[], message: string) {
+  return {
+    detail: fields.map((f) => ({ loc: ['body', f.field], msg: f.message, type: 'value_error', input: f.given, allowed: f.allowed })),
+    error: { type: 'invalid_request', message, fields },
+  };
+}
+
+export function openaiError(type: string, message: string, param: string | null = null) {
+  return { error: { message, type, param, code: null } };
+}
+
+export const dataUri = (png: Uint8Array) => `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
