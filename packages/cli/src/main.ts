@@ -15,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   backend: { summary: 'show which tensor backend would be used and why', load: () => import('./commands/backend.ts') },
   download: { summary: 'download FLUX weights from the Hugging Face hub into the HF cache (resumable)', load: () => import('./commands/download.ts') },
   serve: { summary: 'serve FLUX.1 over HTTP (DeepInfra-compatible API, OpenAI images endpoint)', load: () => import('./commands/serve.ts') },
+  worker: { summary: 'take generation jobs from a shared Redis queue (for serve --redis)', load: () => import('./commands/worker.ts') },
 };
 
 function usage(): string {

@@ -31,7 +31,7 @@ import {
   type FluxVariant,
   type SchedulerConfig,
 } from '@flux-ts/core';
-import { imageToRgbBytes, rgbBytesToImage, type AutoEncoder } from './autoencoder/autoencoder.ts';
+import { imageToRgbBytes, rgbBytesToImage, type AutoEncoder, type TilingChoice } from './autoencoder/autoencoder.ts';
 import { decodeImage } from './image/decode.ts';
 import { encodePng } from './image/png.ts';
 import { resizeLanczos } from './image/resize.ts';
@@ -138,8 +138,11 @@ export interface PipelineOptions {
   keepLoaded?: boolean;
   /** Prompt embeddings kept on the host for repeated prompts. Default 8. */
   promptCacheSize?: number;
-  /** Decode in tiles (diffusers enable_tiling) for large images on memory-bound backends. Default false. */
-  vaeTiling?: boolean;
+  /**
+   * VAE tiling (diffusers enable_tiling): `'auto'` (default) tiles only when the estimated decode would not fit the
+   * backend's memory (the wasm heap fails silently past ~3.9 GiB); `true` / `false` force it.
+   */
+  vaeTiling?: TilingChoice;
 }
 
 /** A request the library rejects (bad size, steps, strength, latents...). */
@@ -178,7 +181,7 @@ export class FluxPipeline {
       textEncoders: options.textEncoders ?? 'streamed',
       keepLoaded: options.keepLoaded ?? false,
       promptCacheSize: options.promptCacheSize ?? 8,
-      vaeTiling: options.vaeTiling ?? false,
+      vaeTiling: options.vaeTiling ?? 'auto',
     };
     this.promptCache = new PromptEmbeddingCache(this.options.promptCacheSize);
   }

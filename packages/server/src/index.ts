@@ -5,3 +5,5 @@ export * from './webhook.ts';
 export * from './auth.ts';
 export * from './metrics.ts';
 export * from './responses.ts';
+export * from './redis-queue.ts';
+export * from './redis-worker.ts';

@@ -57,19 +57,27 @@ export interface WorkerContext {
 
 export type Worker = (id: string, data: JobData, ctx: WorkerContext) => Promise<JobResult>;
 
+/** A value, or a promise of it: the in-process queue answers at once, a shared (Redis) queue asynchronously. */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface JobQueue {
-  /** Adds a job; throws `QueueFullError` when the model's lane is full. Returns the job's final status when done. */
-  enqueue(id: string, data: JobData): { done: Promise<JobStatus> };
-  get(id: string): JobStatus | undefined;
+  /** Adds a job; throws (or rejects with) `QueueFullError` when the model's lane is full. `done`: the job's final status. */
+  enqueue(id: string, data: JobData): MaybePromise<{ done: Promise<JobStatus> }>;
+  get(id: string): MaybePromise<JobStatus | undefined>;
   /** Cancels a queued or running job (a running one stops between steps). False when unknown or already finished. */
-  cancel(id: string, reason?: string): boolean;
+  cancel(id: string, reason?: string): MaybePromise<boolean>;
   /** Listens to one job's events; returns the unsubscribe function. */
   subscribe(id: string, listener: (e: JobEvent) => void): () => void;
   /** Waiting jobs (not running), per model or in all. */
-  depth(model?: string): number;
-  running(model?: string): number;
+  depth(model?: string): MaybePromise<number>;
+  running(model?: string): MaybePromise<number>;
   /** Stops accepting; cancels waiting and running jobs when `cancel`, else lets them finish. Resolves when idle. */
   close(opts?: { cancel?: boolean }): Promise<void>;
+  /**
+   * Shared queues only: webhook jobs whose server went away (a restart) finish on another server, which delivers
+   * their webhook through `deliver` (the queue makes sure exactly one server does).
+   */
+  adoptWebhooks?(deliver: (status: JobStatus, url: string) => Promise<void>): void;
 }
 
 export class QueueFullError extends FluxError {

@@ -11,25 +11,25 @@ export function registerJobRoutes(app: FastifyInstance, queue: JobQueue): void {
     reply.code(404).send(apiError('request_not_found', `no request ${id} (unknown, or finished long ago and forgotten)`));
 
   app.get<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
-    const s = queue.get(req.params.id);
+    const s = await queue.get(req.params.id);
     return s ? reply.send(s) : notFound(reply, req.params.id);
   });
 
   app.delete<{ Params: { id: string } }>('/v1/inference/requests/:id', async (req, reply) => {
     const { id } = req.params;
-    const before = queue.get(id);
+    const before = await queue.get(id);
     if (!before) return notFound(reply, id);
-    if (!queue.cancel(id)) {
+    if (!(await queue.cancel(id))) {
       return reply.code(409).send({ ...apiError('not_cancellable', `request ${id} already ${before.status}`), request_id: id, status: before.status });
     }
-    const after = queue.get(id)!;
+    const after = (await queue.get(id)) ?? { ...before, status: 'cancelled' as const };
     // A running job stops at its next step; its status turns "cancelled" then.
     return reply.code(202).send({ request_id: id, status: after.status === 'running' ? 'cancelling' : after.status });
   });
 
   app.get<{ Params: { id: string } }>('/v1/inference/requests/:id/events', async (req, reply) => {
     const { id } = req.params;
-    const s = queue.get(id);
+    const s = await queue.get(id);
     if (!s) return notFound(reply, id);
     reply.hijack();
     const res = reply.raw;

@@ -60,7 +60,7 @@ export function registerOpenAIRoutes(app: FastifyInstance, ctx: { models: readon
       throw e;
     }
     reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) queue.cancel(job.id, 'cancelled: the client closed the connection');
+      if (!reply.raw.writableFinished) void Promise.resolve().then(() => queue.cancel(job.id, 'cancelled: the client closed the connection')).catch(() => {});
     });
     const s = await job.done;
     if (s.status !== 'succeeded') {

@@ -114,38 +114,19 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     log,
   });
 
-  // The worker: one job -> the DeepInfra response body.
-  const worker: Worker = async (id, data, ctx) => {
-    const gen = generators.get(data.model);
-    if (!gen) throw new FluxError('unknown_model', `no model serves ${data.model}`);
-    const t0 = now();
-    try {
-      const out = await gen.generate({ request: data.request, image: data.image }, { signal: ctx.signal, onStep: (p) => ctx.progress(p.step, p.total) });
-      const runtimeMs = Math.round(now() - t0);
-      return {
-        images: out.pngs.map(dataUri),
-        nsfw_content_detected: out.pngs.map(() => false),
-        seed: out.seed,
-        request_id: id,
-        inference_status: {
-          status: 'succeeded',
-          runtime_ms: runtimeMs,
-          cost: costPerImage * out.pngs.length,
-          tokens_generated: 0,
-          tokens_input: out.tokensInput,
-        },
-      } satisfies JobResult;
-    } catch (e) {
-      if (!(e instanceof FluxError)) log.error({ reqId: id, err: e }, 'generation failed');
-      throw e;
-    }
-  };
+  // The worker: one job -> the DeepInfra response body (the same function runs in `flux worker` processes).
+  const worker: Worker = createJobWorker(opts.generators, { costPerImage, log });
 
   const onChange = (s: JobStatus, prev?: string) => {
     const model = s.model;
     metrics.jobs.inc({ model, status: s.status });
-    metrics.queueDepth.set({ model }, queue.depth(model));
-    metrics.jobsRunning.set({ model }, queue.running(model));
+    void Promise.all([queue.depth(model), queue.running(model)]).then(
+      ([d, r]) => {
+        metrics.queueDepth.set({ model }, d);
+        metrics.jobsRunning.set({ model }, r);
+      },
+      () => {},
+    );
     if (s.status === 'succeeded' && s.started_at && s.finished_at) {
       metrics.runtime.observe({ model }, (Date.parse(s.finished_at) - Date.parse(s.started_at)) / 1000);
     }
@@ -218,7 +199,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       }
     }
     const id = req.id;
-    const { done } = queue.enqueue(id, { model, request, image });
+    const { done } = await queue.enqueue(id, { model, request, image });
     req.log.info(
       {
         model,
@@ -268,9 +249,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       const url = request.webhook;
       void webhooks.track(
         done.then(async (s) => {
-          const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
-          const outcome = await webhooks.deliver(url, payload, id);
-          metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
+          if (s.status === 'queued' || s.status === 'running') return; // detached at shutdown: a shared queue finishes it later
+          await deliverWebhook(s, url);
         }),
       );
       return reply.send({
@@ -281,14 +261,24 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
 
     // Synchronous: a client that goes away cancels its job.
     reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) queue.cancel(id, 'cancelled: the client closed the connection');
+      if (!reply.raw.writableFinished) void Promise.resolve().then(() => queue.cancel(id, 'cancelled: the client closed the connection')).catch(() => {});
     });
     const s = await done;
     if (s.status === 'succeeded') return reply.send(s.result);
+    if (s.status === 'queued' || s.status === 'running') {
+      return reply.code(503).send({ ...apiError('shutting_down', `this server is shutting down; the job continues on the shared queue: poll GET /v1/inference/requests/${id}`), request_id: id });
+    }
     if (s.status === 'cancelled') return reply.code(409).send({ ...apiError('cancelled', s.error?.message ?? 'cancelled'), request_id: id });
     const code = s.error?.type === 'INVALID_GENERATE_OPTIONS' ? 422 : 500;
     return reply.code(code).send({ ...apiError(s.error?.type ?? 'internal_error', s.error?.message ?? 'failed'), request_id: id });
   });
+
+  async function deliverWebhook(s: JobStatus, url: string) {
+    const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
+    const outcome = await webhooks.deliver(url, payload, s.request_id);
+    metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
+  }
+  queue.adoptWebhooks?.((s, url) => webhooks.track(deliverWebhook(s, url)));
 
   function failurePayload(s: JobStatus) {
     return {
@@ -305,13 +295,13 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   app.get('/healthz', async () => ({
     status: 'ok',
     models: [...generators.keys()],
-    queue_depth: queue.depth(),
-    running: queue.running(),
+    queue_depth: await queue.depth(),
+    running: await queue.running(),
   }));
   app.get('/metrics', async (_req, reply) => {
     for (const m of generators.keys()) {
-      metrics.queueDepth.set({ model: m }, queue.depth(m));
-      metrics.jobsRunning.set({ model: m }, queue.running(m));
+      metrics.queueDepth.set({ model: m }, await queue.depth(m));
+      metrics.jobsRunning.set({ model: m }, await queue.running(m));
     }
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
@@ -343,5 +333,43 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * The job worker: one job -> the DeepInfra response body. Used by the server's in-process queue and by
+ * `flux worker` processes on a shared (Redis) queue.
+ */
+export function createJobWorker(
+  generatorList: readonly Generator[],
+  opts: { costPerImage?: number; log?: { error(obj: unknown, msg: string): void } } = {},
+): Worker {
+  const generators = new Map<string, Generator>();
+  for (const g of generatorList) generators.set(MODEL_IDS[g.variant], g);
+  const costPerImage = opts.costPerImage ?? 0;
+  return async (id, data, ctx) => {
+    const gen = generators.get(data.model);
+    if (!gen) throw new FluxError('unknown_model', `no model serves ${data.model}; load it with --model`);
+    const t0 = now();
+    try {
+      const out = await gen.generate({ request: data.request, image: data.image }, { signal: ctx.signal, onStep: (p) => ctx.progress(p.step, p.total) });
+      const runtimeMs = Math.round(now() - t0);
+      return {
+        images: out.pngs.map(dataUri),
+        nsfw_content_detected: out.pngs.map(() => false),
+        seed: out.seed,
+        request_id: id,
+        inference_status: {
+          status: 'succeeded',
+          runtime_ms: runtimeMs,
+          cost: costPerImage * out.pngs.length,
+          tokens_generated: 0,
+          tokens_input: out.tokensInput,
+        },
+      } satisfies JobResult;
+    } catch (e) {
+      if (!(e instanceof FluxError)) opts.log?.error({ reqId: id, err: e }, 'generation failed');
+      throw e;
+    }
   };
 }

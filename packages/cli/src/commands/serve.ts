@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 import { initBackend } from '@flux-ts/flux';
-import { PipelineGenerator, createServer, isLoopbackHost, tokensFromEnv, type Generator } from '@flux-ts/server';
+import { PipelineGenerator, RedisJobQueue, createServer, isLoopbackHost, tokensFromEnv, type Generator, type JobQueue, type JobStatus } from '@flux-ts/server';
 
 const USAGE = `usage: pnpm flux serve --model PATH [options]
 
@@ -21,7 +21,11 @@ options:
   --port P                 port (default 8080; 0 picks a free one)
   --token T                accepted bearer token (repeatable; also $FLUX_API_TOKENS, comma separated)
   --no-auth                serve without tokens on a non-loopback address (refused otherwise)
-  --max-queue N            waiting jobs per model before 429 (default 16)
+  --max-queue N            waiting jobs per model before 429 (default 16; with --redis: waiting + running
+                           jobs on the shared queue)
+  --redis URL              put jobs on a shared Redis queue (BullMQ) for \`pnpm flux worker\` processes instead
+                           of generating here (default: in-process; also $FLUX_REDIS_URL)
+  --redis-prefix P         queue name / key prefix shared with the workers (default flux)
   --max-body-mb N          largest request body (default 16)
   --max-upload-mb N        largest uploaded image (default 10)
   --cost-per-image X       inference_status.cost per image (default 0)
@@ -52,6 +56,8 @@ export async function run(argv: string[]): Promise<number> {
         token: { type: 'string', multiple: true },
         'no-auth': { type: 'boolean' },
         'max-queue': { type: 'string' },
+        redis: { type: 'string' },
+        'redis-prefix': { type: 'string' },
         'max-body-mb': { type: 'string' },
         'max-upload-mb': { type: 'string' },
         'cost-per-image': { type: 'string' },
@@ -93,11 +99,28 @@ export async function run(argv: string[]): Promise<number> {
   for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency as 'auto' | 'streamed' | 'resident' }));
   await initBackend({ backend: values.backend as string | undefined, quiet: true });
 
+  const maxQueued = num('max-queue', values['max-queue'] as string | undefined, 16, 0);
+  const redisUrl = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
+  let shared: RedisJobQueue | undefined;
+  if (redisUrl) {
+    const q = await RedisJobQueue.connect({ url: redisUrl, prefix: values['redis-prefix'] as string | undefined, maxQueued });
+    shared = q;
+    process.stderr.write(`jobs go to the Redis queue "${values['redis-prefix'] ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
+  }
+
   const server = await createServer({
     generators,
+    ...(shared
+      ? {
+          queueFactory: (_worker: unknown, onChange: (s: JobStatus, prev?: string) => void): JobQueue => {
+            shared!.onChange = onChange;
+            return shared!;
+          },
+        }
+      : {}),
     tokens,
     noAuth: values['no-auth'] === true,
-    maxQueued: num('max-queue', values['max-queue'] as string | undefined, 16, 0),
+    maxQueued,
     bodyLimit: Math.round(num('max-body-mb', values['max-body-mb'] as string | undefined, 16, 0.001) * 1024 * 1024),
     uploadLimit: Math.round(num('max-upload-mb', values['max-upload-mb'] as string | undefined, 10, 0.001) * 1024 * 1024),
     costPerImage: num('cost-per-image', values['cost-per-image'] as string | undefined, 0),

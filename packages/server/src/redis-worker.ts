@@ -1,0 +1,132 @@
+/**
+ * A generation worker on the shared Redis queue (`flux worker --model PATH --redis URL`): takes jobs one at a time
+ * (`concurrency`), runs the same job function as the server's in-process queue, stores the response body under
+ * `<prefix>:result:<id>` with a TTL, and reports steps as BullMQ job progress. Cancel requests arrive on the pub/sub
+ * channel `<prefix>:cancel` (and the key `<prefix>:cancel:<id>` for jobs cancelled before they started) and abort
+ * the job's signal, which the pipeline checks between steps.
+ *
+ * Test-only knob: FLUX_WORKER_STEP_DELAY_MS=N sleeps N ms after each denoising step (so tests can kill a worker
+ * mid-job with a model that otherwise finishes in 0.1 s). Never set it in production.
+ */
+import { hostname } from 'node:os';
+import { FluxError } from '@flux-ts/core';
+import { UnrecoverableError, Worker as BullWorker, type Job as BullJob } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Generator } from './generator.ts';
+import { toJobError, type JobResult } from './job-queue.ts';
+import { DEFAULT_PREFIX, connectRedis, encodeJobError, fromStoredData, redisKeys, type StoredJobData, type StoredReturn } from './redis-queue.ts';
+import { createJobWorker } from './server.ts';
+
+export interface RedisWorkerOptions {
+  url: string;
+  generators: readonly Generator[];
+  prefix?: string;
+  /** Jobs at once in this process (default 1: a model uses the whole machine). */
+  concurrency?: number;
+  /** How long a job's lock lasts without renewal (default 120 000 ms). A worker blocked longer than this (one huge
+   *  synchronous step) is taken for dead, so keep it above the slowest step. */
+  lockDurationMs?: number;
+  /** How often this worker checks for jobs whose worker died (default 30 000 ms). */
+  stalledIntervalMs?: number;
+  /** Times a job may lose its worker before it fails (default 1). Give all workers the same value. */
+  maxStalledCount?: number;
+  /** Seconds a result waits in Redis for its server (default 3600). */
+  resultTtlS?: number;
+  costPerImage?: number;
+  /** Test-only: sleep after each step (also FLUX_WORKER_STEP_DELAY_MS). */
+  stepDelayMs?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RedisWorkerHandle {
+  readonly name: string;
+  /** Finishes the current job (or, with `cancel`, lets it fail back to the queue quickly), then disconnects. */
+  close(opts?: { force?: boolean }): Promise<void>;
+}
+
+export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisWorkerHandle> {
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const keys = redisKeys(prefix);
+  const log = opts.log ?? (() => {});
+  const resultTtlS = opts.resultTtlS ?? 3600;
+  const envDelay = Number(process.env.FLUX_WORKER_STEP_DELAY_MS ?? 0);
+  const stepDelayMs = opts.stepDelayMs ?? (Number.isFinite(envDelay) && envDelay > 0 ? envDelay : 0);
+  const name = `${hostname()}:${process.pid}`;
+  const run = createJobWorker(opts.generators, {
+    costPerImage: opts.costPerImage,
+    log: { error: (obj, msg) => log(`${msg}: ${String((obj as { err?: unknown }).err)}`) },
+  });
+
+  const redis = await connectRedis(opts.url);
+  const sub = new Redis(opts.url, { maxRetriesPerRequest: null });
+  sub.on('error', () => {});
+  const active = new Map<string, AbortController>();
+  sub.on('message', (_ch, msg) => {
+    try {
+      const { id, reason } = JSON.parse(msg) as { id: string; reason: string };
+      active.get(id)?.abort(new FluxError('aborted', reason));
+    } catch {
+      // not ours
+    }
+  });
+  await sub.subscribe(keys.cancelChannel);
+
+  const processor = async (job: BullJob): Promise<StoredReturn> => {
+    const id = job.id!;
+    const controller = new AbortController();
+    active.set(id, controller);
+    const t0 = performance.now();
+    log(`job ${id} started (attempt ${job.attemptsStarted}, stalled ${job.stalledCounter ?? 0} time(s) before)`);
+    try {
+      const cancelled = await redis.get(keys.cancel(id));
+      if (cancelled !== null) throw new FluxError('aborted', cancelled);
+      const data = fromStoredData(job.data as StoredJobData);
+      const result: JobResult = await run(id, data, {
+        signal: controller.signal,
+        progress: (step, total) => {
+          void job.updateProgress({ step, total }).catch(() => {});
+          if (stepDelayMs > 0) {
+            // test-only slow mode: block the next step (the pipeline awaits nothing here, so sleep synchronously-ish)
+            const until = Date.now() + stepDelayMs;
+            while (Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(1, until - Date.now()));
+          }
+        },
+      });
+      await redis.set(keys.result(id), JSON.stringify(result), 'EX', resultTtlS);
+      log(`job ${id} succeeded in ${Math.round(performance.now() - t0)} ms`);
+      return { stored: true, runtime_ms: Math.round(performance.now() - t0), worker: name };
+    } catch (e) {
+      const err = controller.signal.aborted
+        ? { type: 'cancelled', message: controller.signal.reason instanceof Error ? controller.signal.reason.message : 'cancelled' }
+        : e instanceof FluxError && e.code === 'aborted'
+          ? { type: 'cancelled', message: e.message }
+          : toJobError(e);
+      log(`job ${id} ${err.type === 'cancelled' ? 'cancelled' : 'failed'}: ${err.message}`);
+      // Not retried: a generation error would fail again. (A dead worker is BullMQ's stalled-job retry instead.)
+      throw new UnrecoverableError(encodeJobError(err));
+    } finally {
+      active.delete(id);
+    }
+  };
+
+  const worker = new BullWorker(keys.queue, processor, {
+    connection: new Redis(opts.url, { maxRetriesPerRequest: null }),
+    concurrency: opts.concurrency ?? 1,
+    lockDuration: opts.lockDurationMs ?? 120_000,
+    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    maxStalledCount: opts.maxStalledCount ?? 1,
+    name,
+  });
+  worker.on('error', (e) => log(`worker error: ${e.message}`));
+  await worker.waitUntilReady();
+
+  return {
+    name,
+    async close({ force = false } = {}) {
+      await worker.close(force);
+      await sub.quit().catch(() => sub.disconnect());
+      await redis.quit().catch(() => redis.disconnect());
+      for (const g of opts.generators) await g.close?.();
+    },
+  };
+}

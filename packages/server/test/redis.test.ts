@@ -1,0 +1,223 @@
+/**
+ * Scale-out on a REAL redis-server (started on a free loopback port by test/harness/redis-server.ts): the server
+ * with `RedisJobQueue`, workers in-process (`startRedisWorker`) and as real `flux worker` child processes.
+ * Slow mode for killing a worker mid-job: FLUX_WORKER_STEP_DELAY_MS (test-only, see redis-worker.ts).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAS_REDIS, startRedis, type RedisServer } from '../../../test/harness/redis-server.ts';
+import { RedisJobQueue, startRedisWorker, type FluxServer, type JobStatus, type RedisWorkerHandle } from '../src/index.ts';
+import { SCHNELL, SlowGenerator, TINY_MODEL, getJson, postJson, pngSize, readEvents, start } from './helpers.ts';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+let redis: RedisServer;
+let prefixN = 0;
+const nextPrefix = () => `t${process.pid}x${++prefixN}`;
+
+async function startShared(url: string, prefix: string, extra: Record<string, unknown> = {}) {
+  const q = await RedisJobQueue.connect({ url, prefix, maxQueued: 16, pollMs: 500, drainMs: 200, ...extra });
+  const { server, url: base } = await start({
+    generators: [new SlowGenerator(1)],
+    queueFactory: (_w, onChange) => {
+      q.onChange = onChange;
+      return q;
+    },
+    allowPrivateWebhooks: true,
+  });
+  return { server, base, q };
+}
+
+function spawnWorker(url: string, prefix: string, env: Record<string, string> = {}) {
+  const proc = spawn(
+    `${ROOT}node_modules/.bin/tsx`,
+    ['packages/cli/src/main.ts', 'worker', '--model', TINY_MODEL, '--redis', url, '--prefix', prefix, '--lock-ms', '1500', '--stalled-check-ms', '500', '--max-stalled', '1'],
+    // detached: its own process group, so SIGKILL reaches tsx's node child too (tsx runs the script in a child)
+    { cwd: ROOT, env: { ...process.env, FLUX_WORKER_STEP_DELAY_MS: '300', ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+  );
+  let log = '';
+  const started: string[] = [];
+  const ready = new Promise<void>((resolve, reject) => {
+    proc.stderr!.on('data', (d) => {
+      log += String(d);
+      for (const m of String(d).matchAll(/job (\S+) started/g)) started.push(m[1]!);
+      if (log.includes(' ready:')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`worker exited (${code}):\n${log}`)));
+  });
+  return { proc, ready, started, log: () => log };
+}
+
+/** SIGKILL to the worker's whole process group (tsx and the node process running the worker). */
+function kill(p: ChildProcess) {
+  try {
+    process.kill(-p.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+const body = (extra: Record<string, unknown> = {}) => ({ prompt: 'a red fox', width: 128, height: 128, num_inference_steps: 4, seed: 1, ...extra });
+
+describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('runs sync jobs on an in-process worker with step events, cancel, and 429 when the shared queue is full', async () => {
+    const prefix = nextPrefix();
+    const { server, base } = await startShared(redis.url, prefix, { maxQueued: 3 });
+    let worker: RedisWorkerHandle | undefined;
+    try {
+      // No worker yet: three jobs fill the queue (waiting), the fourth is refused.
+      const pending = [1, 2, 3].map((i) => postJson(`${base}${SCHNELL}`, body({ seed: i })));
+      await expect.poll(async () => (await getJson(`${base}/healthz`)).queue_depth, { timeout: 5000 }).toBe(3);
+      const full = await postJson(`${base}${SCHNELL}`, body());
+      expect(full.status).toBe(429);
+      expect(full.headers['retry-after']).toMatch(/^\d+$/);
+      expect(String(full.body.detail)).toMatch(/full/);
+
+      // A worker drains them; each client gets its own result once.
+      const gen = new SlowGenerator(30);
+      worker = await startRedisWorker({ url: redis.url, prefix, generators: [gen], lockDurationMs: 2000, stalledIntervalMs: 1000 });
+      const results = await Promise.all(pending);
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(new Set(results.map((r) => r.body.request_id)).size).toBe(3);
+      expect(results.map((r) => r.body.seed)).toEqual([1, 2, 3]);
+      expect(pngSize(results[0]!.body.images[0]).width).toBe(1);
+      expect(gen.seen.length).toBe(3);
+      // delivered: the result key is gone from Redis, the status still answers from this server
+      const st = await getJson(`${base}/v1/inference/requests/${results[0]!.body.request_id}`);
+      expect(st.status).toBe('succeeded');
+      expect(await (server.queue as RedisJobQueue).redis.exists(`${prefix}:result:${results[0]!.body.request_id}`)).toBe(0);
+
+      // SSE progress across processes' boundary (BullMQ progress -> QueueEvents), then cancel of a running job.
+      const slow = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 40 }));
+      let id = '';
+      await expect.poll(async () => {
+        const runningIds = await (server.queue as RedisJobQueue).queue.getActive();
+        id = runningIds[0]?.id ?? '';
+        return id;
+      }, { timeout: 5000 }).not.toBe('');
+      const ev = readEvents(`${base}/v1/inference/requests/${id}/events`, {}, (t) => t === 'cancelled' || t === 'succeeded' || t === 'failed');
+      await expect.poll(async () => (await getJson(`${base}/v1/inference/requests/${id}`)).step ?? 0, { timeout: 5000 }).toBeGreaterThanOrEqual(2);
+      const del = await fetch(`${base}/v1/inference/requests/${id}`, { method: 'DELETE' });
+      expect(del.status).toBe(202);
+      const r = await slow;
+      expect(r.status).toBe(409);
+      const { events } = await ev;
+      expect(events.some((e) => e.type === 'step')).toBe(true);
+      expect(events.at(-1)!.type).toBe('cancelled');
+      expect(gen.aborted).toBe(1);
+      expect((await getJson(`${base}/v1/inference/requests/${id}`)).status).toBe('cancelled');
+    } finally {
+      await worker?.close();
+      await server.close();
+    }
+  }, 30_000);
+
+  it('keeps queued jobs across a server restart; a queued job can be cancelled', async () => {
+    const prefix = nextPrefix();
+    const hooks: unknown[] = [];
+    const receiver = createHttpServer((req, res) => {
+      let b = '';
+      req.on('data', (d) => (b += d));
+      req.on('end', () => {
+        hooks.push(JSON.parse(b));
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const hook = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+    let worker: RedisWorkerHandle | undefined;
+    let s2: FluxServer | undefined;
+    try {
+      const s1 = await startShared(redis.url, prefix);
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await postJson(`${s1.base}${SCHNELL}`, body({ webhook: hook, seed: 10 + i }));
+        expect(r.status).toBe(200);
+        expect(r.body.inference_status.status).toBe('queued');
+        ids.push(r.body.request_id);
+      }
+      expect((await getJson(`${s1.base}/v1/inference/requests/${ids[2]}`)).queue_position).toBe(2);
+      await s1.server.close(); // no worker ran: the jobs stay in Redis
+
+      const s2s = await startShared(redis.url, prefix);
+      s2 = s2s.server;
+      const st = await getJson(`${s2s.base}/v1/inference/requests/${ids[0]}`);
+      expect(st.status).toBe('queued');
+      const del = await fetch(`${s2s.base}/v1/inference/requests/${ids[1]}`, { method: 'DELETE' });
+      expect(del.status).toBe(202);
+      expect((await getJson(`${s2s.base}/v1/inference/requests/${ids[1]}`)).status).toBe('cancelled');
+
+      const gen = new SlowGenerator(5);
+      worker = await startRedisWorker({ url: redis.url, prefix, generators: [gen], lockDurationMs: 2000, stalledIntervalMs: 1000 });
+      for (const id of [ids[0]!, ids[2]!]) {
+        await expect.poll(async () => (await getJson(`${s2s.base}/v1/inference/requests/${id}`)).status, { timeout: 10_000 }).toBe('succeeded');
+        const done: JobStatus = await getJson(`${s2s.base}/v1/inference/requests/${id}`);
+        expect((done.result as { seed: number }).seed).toBe(id === ids[0] ? 10 : 12);
+      }
+      expect(gen.seen.map((s) => s.request.seed)).toEqual([10, 12]);
+      // the restarted server delivered the webhooks of the first server's jobs, once each
+      await expect.poll(() => hooks.length, { timeout: 5000 }).toBe(2);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(hooks.map((h) => (h as { seed: number }).seed).sort()).toEqual([10, 12]);
+    } finally {
+      await worker?.close();
+      await s2?.close();
+      receiver.close();
+    }
+  }, 30_000);
+
+  it('two worker processes share a burst; a worker SIGKILLed mid-job loses no work; a job that loses its worker too often fails clearly', async () => {
+    const prefix = nextPrefix();
+    const { server, base } = await startShared(redis.url, prefix);
+    const w1 = spawnWorker(redis.url, prefix);
+    const w2 = spawnWorker(redis.url, prefix);
+    let w3: ReturnType<typeof spawnWorker> | undefined;
+    try {
+      await Promise.all([w1.ready, w2.ready]);
+      const burst = [1, 2, 3, 4, 5, 6].map((i) => postJson(`${base}${SCHNELL}`, body({ seed: 100 + i })));
+      await expect.poll(() => w1.started.length, { timeout: 15_000 }).toBeGreaterThan(0);
+      const victim = w1.started.at(-1)!;
+      kill(w1.proc);
+      const results = await Promise.all(burst);
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+      expect(results.map((r) => r.body.seed)).toEqual([101, 102, 103, 104, 105, 106]);
+      expect(new Set(results.map((r) => r.body.request_id)).size).toBe(6);
+      for (const r of results) expect(pngSize(r.body.images[0]).width).toBe(128);
+      // the killed worker's job was finished by the other one
+      if (!w2.started.includes(victim)) console.log(`victim ${victim}\nw1:\n${w1.log()}\nw2:\n${w2.log()}`);
+      expect(w2.started).toContain(victim);
+      expect(results.some((r) => r.body.request_id === victim)).toBe(true);
+
+      // maxStalledCount 1: a job whose worker dies twice fails with worker_lost (w2 runs the stalled check).
+      kill(w2.proc);
+      w3 = spawnWorker(redis.url, prefix, { FLUX_WORKER_STEP_DELAY_MS: '1000' });
+      await w3.ready;
+      const doomed = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 8 }));
+      await expect.poll(() => w3!.started.length, { timeout: 10_000 }).toBe(1);
+      kill(w3.proc);
+      const w4 = spawnWorker(redis.url, prefix, { FLUX_WORKER_STEP_DELAY_MS: '1000' });
+      w3 = w4;
+      await expect.poll(() => w4.started.length, { timeout: 15_000 }).toBe(1);
+      kill(w4.proc);
+      const w5 = spawnWorker(redis.url, prefix);
+      w3 = w5;
+      const failed = await doomed;
+      expect(failed.status).toBe(500);
+      expect(failed.body.error.type).toBe("worker_lost");
+      expect(String(failed.body.detail)).toMatch(/worker stopped/);
+      expect(w5.started.length).toBe(0);
+    } finally {
+      kill(w1.proc);
+      kill(w2.proc);
+      if (w3) kill(w3.proc);
+      await server.close();
+    }
+  }, 60_000);
+});
