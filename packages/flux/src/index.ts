@@ -21,3 +21,4 @@ export * from './vae.ts';
 export * from './hub/index.ts';
 export * from './pipeline.ts';
 export * from './tokenizers.ts';
+export * from './text-encoders.ts';

@@ -15,7 +15,7 @@
 import { FluxError } from '@flux-ts/core';
 import type { RgbImage } from '@flux-ts/flux';
 import { Queue, QueueEvents, type Job as BullJob } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import {
   QueueClosedError,
   QueueFullError,
@@ -171,8 +171,12 @@ export class RedisJobQueue implements JobQueue {
   static async connect(opts: RedisQueueOptions): Promise<RedisJobQueue> {
     const name = redisKeys(opts.prefix ?? DEFAULT_PREFIX).queue;
     const redis = await connectRedis(opts.url);
-    const queue = new Queue(name, { connection: redis });
-    const events = new QueueEvents(name, { connection: new Redis(opts.url, { maxRetriesPerRequest: null }) });
+    // BullMQ makes (and closes) its own connections from these options; ours (`redis`) is for results and cancels.
+    const connection = redisOptions(opts.url);
+    const queue = new Queue(name, { connection });
+    const events = new QueueEvents(name, { connection });
+    queue.on('error', () => {}); // ioredis reconnects; requests fail meanwhile and say so
+    events.on('error', () => {});
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     return new RedisJobQueue(opts, queue, events, redis);
   }
@@ -266,8 +270,8 @@ export class RedisJobQueue implements JobQueue {
     }
     this.owned.clear();
     clearInterval(this.poller);
-    await this.events.close();
-    await this.queue.close();
+    // Bounded: with Redis down, BullMQ's close would wait for a reconnect forever.
+    await withTimeout(Promise.all([this.events.close(), this.queue.close()]), 5000);
     this.redis.disconnect();
   }
 
@@ -357,10 +361,8 @@ export class RedisJobQueue implements JobQueue {
       }
       if (own) {
         this.owned.delete(id);
-        if (status.status === 'succeeded') {
-          this.keep(status);
-          await this.redis.del(this.keys.result(id)); // delivered to this server: Redis need not keep the PNGs
-        }
+        this.keep(status); // status look-ups here keep working after the Redis copies are gone
+        if (status.status === 'succeeded') await this.redis.del(this.keys.result(id)); // delivered: Redis need not keep the PNGs
         this.onChange?.(status, own.last);
         own.resolve({ ...status });
       }
@@ -408,6 +410,32 @@ export class RedisJobQueue implements JobQueue {
   }
 }
 
+/** ioredis options from a redis:// URL, for BullMQ to make its own connections with. */
+export function redisOptions(url: string): RedisOptions {
+  const u = new URL(url);
+  const db = Number(u.pathname.slice(1) || 0);
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 6379),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(Number.isInteger(db) && db > 0 ? { db } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    maxRetriesPerRequest: null,
+    retryStrategy: (n: number) => Math.min(n * 200, 2000),
+  };
+}
+
+export async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)));
+  try {
+    return await Promise.race([p.catch(() => undefined), t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Connects to Redis, failing fast with a FluxError that says what to check. */
 export async function connectRedis(url: string): Promise<Redis> {
   let parsed: URL;
@@ -417,7 +445,7 @@ export async function connectRedis(url: string): Promise<Redis> {
     throw new FluxError('INVALID_ARGUMENT', `--redis must be a URL like redis://127.0.0.1:6379, got ${url}`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new FluxError('INVALID_ARGUMENT', `--redis must start with redis:// or rediss://, got ${url}`);
-  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: (n) => Math.min(n * 200, 2000) });
+  const redis = new Redis({ ...redisOptions(url), lazyConnect: true });
   redis.on('error', () => {}); // reported below on connect, then ioredis reconnects
   try {
     await redis.connect();

@@ -14,7 +14,7 @@ import { UnrecoverableError, Worker as BullWorker, type Job as BullJob } from 'b
 import { Redis } from 'ioredis';
 import type { Generator } from './generator.ts';
 import { toJobError, type JobResult } from './job-queue.ts';
-import { DEFAULT_PREFIX, connectRedis, encodeJobError, fromStoredData, redisKeys, type StoredJobData, type StoredReturn } from './redis-queue.ts';
+import { DEFAULT_PREFIX, connectRedis, redisOptions, withTimeout, encodeJobError, fromStoredData, redisKeys, type StoredJobData, type StoredReturn } from './redis-queue.ts';
 import { createJobWorker } from './server.ts';
 
 export interface RedisWorkerOptions {
@@ -58,7 +58,7 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
   });
 
   const redis = await connectRedis(opts.url);
-  const sub = new Redis(opts.url, { maxRetriesPerRequest: null });
+  const sub = new Redis(redisOptions(opts.url));
   sub.on('error', () => {});
   const active = new Map<string, AbortController>();
   sub.on('message', (_ch, msg) => {
@@ -110,22 +110,29 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
   };
 
   const worker = new BullWorker(keys.queue, processor, {
-    connection: new Redis(opts.url, { maxRetriesPerRequest: null }),
+    connection: redisOptions(opts.url), // BullMQ owns (and closes) the connections it makes from options
     concurrency: opts.concurrency ?? 1,
     lockDuration: opts.lockDurationMs ?? 120_000,
     stalledInterval: opts.stalledIntervalMs ?? 30_000,
     maxStalledCount: opts.maxStalledCount ?? 1,
     name,
   });
-  worker.on('error', (e) => log(`worker error: ${e.message}`));
+  let lastError = '';
+  worker.on('error', (e) => {
+    if (e.message !== lastError) log(`worker error: ${e.message} (retrying)`); // once per distinct error, not per retry
+    lastError = e.message;
+  });
+  worker.on('ready', () => (lastError = ''));
   await worker.waitUntilReady();
 
   return {
     name,
     async close({ force = false } = {}) {
-      await worker.close(force);
-      await sub.quit().catch(() => sub.disconnect());
-      await redis.quit().catch(() => redis.disconnect());
+      // Bounded: with Redis down BullMQ would wait for a reconnect forever; a job cut short goes back to the
+      // queue when its lock expires.
+      await withTimeout(worker.close(force), force || active.size === 0 ? 5000 : Math.max(10_000, opts.lockDurationMs ?? 120_000));
+      sub.disconnect();
+      redis.disconnect();
       for (const g of opts.generators) await g.close?.();
     },
   };

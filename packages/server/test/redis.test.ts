@@ -31,7 +31,7 @@ async function startShared(url: string, prefix: string, extra: Record<string, un
 function spawnWorker(url: string, prefix: string, env: Record<string, string> = {}) {
   const proc = spawn(
     `${ROOT}node_modules/.bin/tsx`,
-    ['packages/cli/src/main.ts', 'worker', '--model', TINY_MODEL, '--redis', url, '--prefix', prefix, '--lock-ms', '1500', '--stalled-check-ms', '500', '--max-stalled', '1'],
+    ['packages/cli/src/main.ts', 'worker', '--model', TINY_MODEL, '--redis', url, '--prefix', prefix, '--lock-ms', '2500', '--stalled-check-ms', '500', '--max-stalled', '1'],
     // detached: its own process group, so SIGKILL reaches tsx's node child too (tsx runs the script in a child)
     { cwd: ROOT, env: { ...process.env, FLUX_WORKER_STEP_DELAY_MS: '300', ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
@@ -197,12 +197,12 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
 
       // maxStalledCount 1: a job whose worker dies twice fails with worker_lost (w2 runs the stalled check).
       kill(w2.proc);
-      w3 = spawnWorker(redis.url, prefix, { FLUX_WORKER_STEP_DELAY_MS: '1000' });
+      w3 = spawnWorker(redis.url, prefix);
       await w3.ready;
-      const doomed = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 8 }));
+      const doomed = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 10 }));
       await expect.poll(() => w3!.started.length, { timeout: 10_000 }).toBe(1);
       kill(w3.proc);
-      const w4 = spawnWorker(redis.url, prefix, { FLUX_WORKER_STEP_DELAY_MS: '1000' });
+      const w4 = spawnWorker(redis.url, prefix);
       w3 = w4;
       await expect.poll(() => w4.started.length, { timeout: 15_000 }).toBe(1);
       kill(w4.proc);

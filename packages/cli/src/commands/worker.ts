@@ -100,5 +100,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  // With Redis unreachable BullMQ's sockets keep retrying after close; nothing is left to do, so do not linger.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
   return 0;
 }
