@@ -22,3 +22,4 @@ export * from './hub/index.ts';
 export * from './pipeline.ts';
 export * from './tokenizers.ts';
 export * from './text-encoders.ts';
+export * from './transformer/load.ts';

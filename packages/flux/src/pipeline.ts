@@ -39,7 +39,8 @@ import type { RgbImage } from './image/types.ts';
 import { locateModel, type LocateOptions, type ModelLocation } from './model-location.ts';
 import { openAutoEncoder, openTextEncoders, openTransformer, verifyComponents, type OpenTransformer } from './pipeline/components.ts';
 import { FLUX_TS_VERSION, pngTextFor, type GenerationMetadata } from './pipeline/metadata.ts';
-import { PromptEmbeddingCache, type PromptEmbeddings, type Residency, type TextEncoders } from './text-encoders.ts';
+import { PromptEmbeddingCache, type PromptEmbeddings, type TextEncoders } from './text-encoders.ts';
+import type { Residency } from './runtime/backend.ts';
 
 // The pipeline's public surface in one module (index.ts re-exports it).
 export * from './pipeline/metadata.ts';

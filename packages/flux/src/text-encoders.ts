@@ -20,13 +20,13 @@ import type { TextEncoderWeights, Weights } from './t5/weights.ts';
 import { clipTextArchitecture, t5EncoderArchitecture, type Architecture } from './weights/architectures.ts';
 import { openCheckpoint, type Checkpoint } from './weights/checkpoint.ts';
 import { compareArchitecture } from './weights/detect.ts';
+import type { Residency } from './runtime/backend.ts';
 import { DTYPE_SIZES, toFloat32 } from './weights/dtypes.ts';
 import { SafetensorsFile, type TensorInfo } from './weights/safetensors.ts';
 
 export { CLIPTextModel, T5EncoderModel };
 export type { TextEncoderWeights };
 
-export type Residency = 'streamed' | 'resident';
 
 export class TextEncoderWeightsError extends FluxError {
   constructor(message: string) {

@@ -19,6 +19,9 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { FluxError } from '@flux-ts/core';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+/** Where model weights live during a forward: all uploaded once, or read per block from disk and disposed. */
+export type Residency = 'resident' | 'streamed';
 export type BackendChoice = BackendName | 'auto';
 export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'tensorflow', 'wasm', 'cpu']);
 

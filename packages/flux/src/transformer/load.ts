@@ -8,11 +8,10 @@
  * Both run the same modules in the same order on the same float32 values, so their outputs are identical.
  */
 import { FluxError } from '@flux-ts/core';
-import { currentBackend, type BackendInfo } from '../runtime/backend.ts';
+import { currentBackend, type BackendInfo, type Residency } from '../runtime/backend.ts';
 import { Flux, type FluxOptions, type FluxParams } from './flux.ts';
 import { readAllWeights, StreamedWeights, type WeightReader } from './streamed-weights.ts';
 
-export type Residency = 'resident' | 'streamed';
 export const RESIDENCIES: readonly (Residency | 'auto')[] = Object.freeze(['auto', 'resident', 'streamed']);
 
 export interface LoadTransformerOptions extends FluxOptions {
