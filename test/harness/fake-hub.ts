@@ -180,8 +180,9 @@ export class FakeHub {
     }
     this.served.set(f.path, (this.served.get(f.path) ?? 0) + chunk.byteLength);
     if (drop) {
-      // send part of the body, then close the connection cleanly: the client sees a short body
-      res.write(chunk, () => res.socket?.end());
+      // send part of the body, give the client a moment to take it in, then close the connection: it sees a
+      // short body (closing at once can make fetch drop bytes it had buffered, which says nothing about resuming)
+      res.write(chunk, () => setTimeout(() => res.socket?.end(), 100));
     } else {
       res.end(chunk);
     }

@@ -174,11 +174,15 @@ describe('downloadRepo into the HF cache', () => {
     hub.dropCount = 1;
     const events: DownloadEvent[] = [];
     await downloadRepo(opts({ onEvent: (e) => events.push(e) }));
-    expect(hub.served.get(big.path)).toBe(big.content.byteLength);
+    // The resume point is what reached the disk: at most the 120,000 bytes sent (see the NOTE below).
     const cdnGets = hub.requests.filter((r) => r.server === 'cdn');
-    expect(cdnGets.map((r) => r.headers.range)).toEqual([undefined, 'bytes=120000-', undefined]);
+    expect(cdnGets.map((r) => r.headers.range === undefined)).toEqual([true, false, true]);
+    const resumedAt = Number(/^bytes=(\d+)-$/.exec(cdnGets[1].headers.range as string)?.[1]);
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(resumedAt).toBeLessThanOrEqual(120_000);
+    expect(hub.served.get(big.path)).toBe(120_000 + big.content.byteLength - resumedAt);
     expect(events.some((e) => e.type === 'retry')).toBe(true);
-    expect(events).toContainEqual({ type: 'start', path: big.path, size: 300_000, offset: 120_000 });
+    expect(events).toContainEqual({ type: 'start', path: big.path, size: 300_000, offset: resumedAt });
   });
 
   it('resumes across runs: a failed run leaves blobs/<etag>.incomplete, the next run continues it', async () => {
@@ -190,13 +194,18 @@ describe('downloadRepo into the HF cache', () => {
     expect(msg).toMatch(/downloading transformer\/diffusion_pytorch_model\.safetensors failed after 1 attempt/);
     expect(msg).toMatch(/resumes/);
     expect(msg).not.toMatch(/\n\s+at /);
-    expect(readFileSync(`${blob}.incomplete`).byteLength).toBe(50_000);
+    // NOTE: fetch may drop body bytes it had buffered but not yet handed over when the connection dies (a
+    // ReadableStream error clears its queue), so the kept prefix is at most what the server sent, never garbage.
+    const kept = readFileSync(`${blob}.incomplete`);
+    expect(kept.byteLength).toBeGreaterThan(0);
+    expect(kept.byteLength).toBeLessThanOrEqual(50_000);
+    expect(Buffer.compare(kept, Buffer.from(big.content.subarray(0, kept.byteLength)))).toBe(0);
     expect(existsSync(blob)).toBe(false);
     hub.dropCount = 0;
     hub.reset();
     await downloadRepo(opts());
-    expect(hub.served.get(big.path)).toBe(250_000);
-    expect(hub.requests.find((r) => r.server === 'cdn')!.headers.range).toBe('bytes=50000-');
+    expect(hub.served.get(big.path)).toBe(300_000 - kept.byteLength);
+    expect(hub.requests.find((r) => r.server === 'cdn')!.headers.range).toBe(`bytes=${kept.byteLength}-`);
     expect(sha256(readFileSync(blob))).toBe(sha256(big.content));
     expect(existsSync(`${blob}.incomplete`)).toBe(false);
   });
