@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
+import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
 import { initBackend } from '@flux-ts/flux';
 import { PipelineGenerator, RedisJobQueue, createServer, isLoopbackHost, tokensFromEnv, type Generator, type JobQueue, type JobStatus } from '@flux-ts/server';
 
@@ -36,13 +37,6 @@ options:
   --backend B              auto (default), tensorflow, wasm or cpu
   --residency R            transformer weights: auto (default), streamed or resident
   -h, --help               show this help`;
-
-function num(name: string, v: string | undefined, def: number, min = 0): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new FluxError('INVALID_ARGUMENT', `--${name} must be a number >= ${min}, got ${v}`);
-  return n;
-}
 
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | string[] | boolean | undefined>;
@@ -80,12 +74,10 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const models = (values.model as string[] | undefined) ?? (process.env.FLUX_MODEL ? [process.env.FLUX_MODEL] : []);
-  if (models.length === 0) throw new FluxError('INVALID_ARGUMENT', 'give the model to serve: --model PATH (or set FLUX_MODEL); see pnpm flux serve --help');
+  const models = modelsOption(values, 'serve', 'the model to serve');
   const shutdown = (values.shutdown as string | undefined) ?? 'finish';
   if (shutdown !== 'finish' && shutdown !== 'cancel') throw new FluxError('INVALID_ARGUMENT', `--shutdown must be finish or cancel, got ${shutdown}`);
-  const residency = (values.residency as string | undefined) ?? 'auto';
-  if (!['auto', 'streamed', 'resident'].includes(residency)) throw new FluxError('INVALID_ARGUMENT', `--residency must be auto, streamed or resident, got ${residency}`);
+  const residency = residencyOption(values.residency as string | undefined);
   const port = num('port', values.port as string | undefined, 8080);
   if (!Number.isInteger(port) || port > 65535) throw new FluxError('INVALID_ARGUMENT', `--port must be an integer 0..65535, got ${String(values.port)}`);
   const tokens = [...((values.token as string[] | undefined) ?? []), ...tokensFromEnv(process.env.FLUX_API_TOKENS)];
@@ -96,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const generators: Generator[] = [];
-  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency as 'auto' | 'streamed' | 'resident' }));
+  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency }));
   await initBackend({ backend: values.backend as string | undefined, quiet: true });
 
   const maxQueued = num('max-queue', values['max-queue'] as string | undefined, 16, 0);

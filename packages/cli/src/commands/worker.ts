@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
+import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
 import { initBackend } from '@flux-ts/flux';
 import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server';
 
@@ -24,13 +25,6 @@ options:
   --backend B              auto (default), tensorflow, wasm or cpu
   --residency R            transformer weights: auto (default), streamed or resident
   -h, --help               show this help`;
-
-function num(name: string, v: string | undefined, def: number, min = 0): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new FluxError('INVALID_ARGUMENT', `--${name} must be a number >= ${min}, got ${v}`);
-  return n;
-}
 
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | string[] | boolean | undefined>;
@@ -61,15 +55,13 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const models = (values.model as string[] | undefined) ?? (process.env.FLUX_MODEL ? [process.env.FLUX_MODEL] : []);
-  if (models.length === 0) throw new FluxError('INVALID_ARGUMENT', 'give the model: --model PATH (or set FLUX_MODEL); see pnpm flux worker --help');
+  const models = modelsOption(values, 'worker', 'the model');
   const url = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
   if (!url) throw new FluxError('INVALID_ARGUMENT', 'give the shared queue: --redis redis://HOST:6379 (or set FLUX_REDIS_URL); see pnpm flux worker --help');
-  const residency = (values.residency as string | undefined) ?? 'auto';
-  if (!['auto', 'streamed', 'resident'].includes(residency)) throw new FluxError('INVALID_ARGUMENT', `--residency must be auto, streamed or resident, got ${residency}`);
+  const residency = residencyOption(values.residency as string | undefined);
 
   const generators: Generator[] = [];
-  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency as 'auto' | 'streamed' | 'resident' }));
+  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency }));
   await initBackend({ backend: values.backend as string | undefined, quiet: true });
 
   const worker = await startRedisWorker({
