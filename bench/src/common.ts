@@ -43,10 +43,26 @@ export function printTable(rows: Record<string, string | number>[]): void {
   for (const r of rows) console.log(line(cols.map((c) => fmt(r[c] ?? ''))));
 }
 
-export function writeResults(name: string, entries: unknown[], meta: Record<string, unknown> = {}): string {
+/**
+ * Writes bench/results/<name>.json. A results file keeps one run per backend: `runs[backend]` holds that run's meta,
+ * and `entries` keeps the other backends' entries, so measuring wasm after native adds to the file instead of
+ * replacing it.
+ */
+export function writeResults(name: string, entries: Record<string, unknown>[], meta: Record<string, unknown> = {}): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const path = join(RESULTS_DIR, `${name}.json`);
-  const doc = { benchmark: name, date: new Date().toISOString(), node: process.version, ...meta, entries };
+  const fallback = typeof meta.backend === 'string' ? meta.backend : 'unknown';
+  const tagged = entries.map((e) => ({ backend: fallback, ...e }));
+  const backends = new Set(tagged.map((e) => String(e.backend)));
+  let previous: { runs?: Record<string, unknown>; entries?: Record<string, unknown>[] } = {};
+  try {
+    previous = JSON.parse(readFileSync(path, 'utf8'));
+  } catch { /* first run, or unreadable: start over */ }
+  const kept = (previous.entries ?? []).filter((e) => typeof e.backend === 'string' && !backends.has(e.backend));
+  const run = { date: new Date().toISOString(), node: process.version, ...meta };
+  const runs: Record<string, unknown> = { ...(previous.runs ?? {}) };
+  for (const b of backends) runs[b] = run;
+  const doc = { benchmark: name, runs, entries: [...kept, ...tagged] };
   writeFileSync(path, JSON.stringify(doc, null, 2) + '\n');
   console.log(`wrote ${path}`);
   return path;

@@ -1,5 +1,5 @@
 /**
- * `pnpm bench transformer [--backend B] [--sizes 256,512,1024] [--reps N] [--head-chunk N]`
+ * `pnpm bench transformer [--backend B] [--sizes 256,512,1024] [--reps N]` (the attention head chunk is chosen automatically)
  *
  * One DoubleStreamBlock and one SingleStreamBlock of FLUX.1 at full width (hidden 3072, 24 heads, mlp 12288) with
  * random weights, at the token counts of schnell requests (256 text tokens + (size/16)^2 image tokens), timed on
