@@ -82,11 +82,18 @@ export async function run(argv: string[]): Promise<void> {
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${load}`);
 
   const dims: BlockDims = { hidden_size: P.hiddenSize, num_heads: P.numHeads, mlp_ratio: P.mlpRatio, qkv_bias: P.qkvBias };
-  // Linear weights pre-transposed to [in, out] as ResidentWeights / StreamedWeights hand them out
-  const dw = prepareWeights(randomWeights(DoubleStreamBlock.spec(dims)));
-  const sw = prepareWeights(randomWeights(SingleStreamBlock.spec(dims)));
-  const double = new DoubleStreamBlock(dims, dw);
-  const single = new SingleStreamBlock(dims, sw);
+  // One block's weights on the device at a time, as in streamed residency (both blocks together do not fit the
+  // 4 GB wasm heap next to 512² activations). Linear weights pre-transposed to [in, out] as the loaders hand them out.
+  async function timeBlock<B>(spec: Record<string, readonly number[]>, make: (w: Record<string, tf.Tensor>) => B,
+    run: (block: B) => tf.Tensor | tf.Tensor[]): Promise<number> {
+    const w = prepareWeights(randomWeights(spec));
+    try {
+      const block = make(w);
+      return await timeIt(reps, () => run(block));
+    } finally {
+      tf.dispose(Object.values(w));
+    }
+  }
   const embed = new EmbedND(headDim(P), P.theta, P.axesDim);
   const rows: Record<string, string | number>[] = [];
   const entries: Record<string, unknown>[] = [];
@@ -103,8 +110,10 @@ export async function run(argv: string[]): Promise<void> {
     const x = tf.randomNormal([1, l, P.hiddenSize], 0, 1, 'float32', 4);
     const vec = tf.randomNormal([1, P.hiddenSize], 0, 1, 'float32', 5);
 
-    const doubleMs = await timeIt(reps, () => double.forward(img, txt, vec, pe, chunk));
-    const singleMs = await timeIt(reps, () => single.forward(x, vec, pe, chunk));
+    const doubleMs = await timeBlock(DoubleStreamBlock.spec(dims), (w) => new DoubleStreamBlock(dims, w),
+      (double) => double.forward(img, txt, vec, pe, chunk));
+    const singleMs = await timeBlock(SingleStreamBlock.spec(dims), (w) => new SingleStreamBlock(dims, w),
+      (single) => single.forward(x, vec, pe, chunk));
     tf.dispose([ids, pe.cos, pe.sin, img, txt, x, vec]);
 
     const f = gflop(lImg);
@@ -123,7 +132,6 @@ export async function run(argv: string[]): Promise<void> {
     });
     console.log(`${size}x${size}: double ${doubleMs.toFixed(0)} ms, single ${singleMs.toFixed(0)} ms, step ${(stepMs / 1000).toFixed(1)} s, ${gflops.toFixed(1)} GFLOP/s`);
   }
-  tf.dispose([...Object.values(dw), ...Object.values(sw)]);
   printTable(rows);
   writeResults('transformer', entries, {
     backend: backend.name, device: backend.device, cores: cpus().length, load_average_start: load,
