@@ -3,39 +3,22 @@
  * with HF_ENDPOINT pointing at it and HF_HUB_CACHE at a temp folder. The child is spawned asynchronously:
  * the fake hub lives in this process and must keep answering.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runFlux, type CliResult } from '../../../test/harness/run-cli.ts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeHub, fakeFluxRepo, sha256 } from '../../../test/harness/fake-hub.ts';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REPO = 'black-forest-labs/FLUX.1-schnell';
 let hub: FakeHub;
 let tmp: string;
 
-function flux(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = { ...process.env };
-  for (const k of ['HF_TOKEN', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME', 'HUGGINGFACE_HUB_CACHE', 'FLUX_DEBUG']) delete base[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'packages/cli/src/main.ts'), 'download', ...args], {
-      cwd: ROOT,
-      env: { ...base, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(tmp, 'cache'), HF_HOME: join(tmp, 'home'), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+function flux(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runFlux(['download', ...args], {
+    unset: ['HF_TOKEN', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME', 'HUGGINGFACE_HUB_CACHE'],
+    env: { HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(tmp, 'cache'), HF_HOME: join(tmp, 'home'), ...env },
   });
 }
 
