@@ -413,3 +413,12 @@ export async function listBackends(): Promise<{ candidate: string; package: stri
   if (before && tf.getBackend() !== before) await tf.setBackend(before);
   return rows;
 }
+
+/**
+ * Whether `tf.tensor(typedArray)` on the current backend copies the values at once, so the array may be reused
+ * right after: wasm copies into its heap. tfjs-node does not: it wraps a large (aligned) array's own memory in
+ * the TensorFlow tensor (TF_NewTensor, tfjs_backend.cc), and cpu keeps the array itself.
+ */
+export function uploadCopies(): boolean {
+  return tf.getBackend() === 'wasm';
+}

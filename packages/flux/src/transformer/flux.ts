@@ -108,9 +108,17 @@ export class Flux implements FlowModel {
   readonly pe_embedder: EmbedND;
   readonly source: WeightSource;
   readonly options: FluxOptions;
+  /** Module prefixes in the order forward() fetches them from the source. */
+  readonly moduleOrder: readonly string[];
 
   constructor(params: FluxParams, source: WeightSource, options: FluxOptions = {}) {
     this.params = validateFluxParams(params);
+    this.moduleOrder = [
+      'img_in.', 'time_in.', ...(params.guidanceEmbed ? ['guidance_in.'] : []), 'vector_in.', 'txt_in.',
+      ...Array.from({ length: params.depth }, (_, i) => `double_blocks.${i}.`),
+      ...Array.from({ length: params.depthSingleBlocks }, (_, i) => `single_blocks.${i}.`),
+      'final_layer.',
+    ];
     this.pe_embedder = new EmbedND(headDim(params), params.theta, params.axesDim);
     this.source = source;
     this.options = options;
@@ -135,6 +143,12 @@ export class Flux implements FlowModel {
     return new Flux(params, new ResidentWeights(bfl), options);
   }
 
+  /** The module after `prefix` in the order forward() runs them (after the last: the first, of the next step). */
+  private moduleAfter(prefix: string): string {
+    const order = this.moduleOrder;
+    return order[(order.indexOf(prefix) + 1) % order.length]!;
+  }
+
   get guidanceEmbed(): boolean {
     return this.params.guidanceEmbed;
   }
@@ -146,6 +160,7 @@ export class Flux implements FlowModel {
   /** Builds the module under `prefix` from the source, runs `fn` in a tidy, releases the weights. */
   private async withModule<M, T extends tf.TensorContainer>(prefix: string, build: (w: Weights) => M, fn: (m: M) => T): Promise<T> {
     const w = await this.source.get(prefix);
+    if (this.source.prefetch) this.source.prefetch(this.moduleAfter(prefix)); // reads overlap this module's compute
     try {
       this.options.onModule?.(prefix, 'loaded');
       const m = build(w);

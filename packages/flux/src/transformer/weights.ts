@@ -18,6 +18,8 @@ export interface WeightSource {
   get(prefix: string): Promise<Weights>;
   /** Called when the module built from `get(prefix)` is done; a streaming source disposes them here. */
   release?(prefix: string, weights: Weights): void;
+  /** A hint that `prefix` is the module wanted next: a streaming source may start reading it now. */
+  prefetch?(prefix: string): void;
 }
 
 export class TransformerWeightsError extends FluxError {
@@ -84,6 +86,12 @@ export function isPreTransposed(t: tf.Tensor): boolean {
   return PRE_TRANSPOSED.has(t);
 }
 
+/** Marks a Linear weight built already transposed to [in, out] (weights/assemble.ts); returns it. */
+export function markPreTransposed<T extends tf.Tensor>(t: T): T {
+  PRE_TRANSPOSED.add(t);
+  return t;
+}
+
 /**
  * Every Linear weight (a 2-D `*.weight`; the transformer's norms are `*.scale`) transposed once to [in, out], so
  * `x W^T` is a plain matMul: with transposeB, tfjs-node's MatMul runs 2-4x slower on these shapes (bench: 256 x 3072
@@ -101,28 +109,6 @@ export function prepareWeights(w: Weights): Weights {
     } else out[k] = t;
   }
   return out;
-}
-
-/**
- * A Linear weight given as checkpoint data [rows = out, cols = in], uploaded already transposed ([in, out], blocked
- * copy on the host): the streamed path, so the device never holds both layouts of a weight.
- */
-export function preTransposedTensor(data: Float32Array, rows: number, cols: number): tf.Tensor2D {
-  const out = new Float32Array(rows * cols);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        const ro = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[ro + c]!;
-      }
-    }
-  }
-  const t = tf.tensor2d(out, [cols, rows], 'float32');
-  PRE_TRANSPOSED.add(t);
-  return t;
 }
 
 /** The tensors under `prefix`, keyed by the rest of the key (no copies). */
