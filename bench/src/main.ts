@@ -8,6 +8,7 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<{ run(argv:
   transformer: { summary: 'one double + one single block at full width, 256²/512²/1024²', load: () => import('./transformer.ts') },
   'text-encoders': { summary: 'one full-size T5-XXL layer and CLIP-L at 256 / 77 tokens', load: () => import('./text-encoders.ts') },
   pipeline: { summary: 'generate() end to end: the tiny model, or --full-sparse full-size FLUX.1 (memory figure)', load: () => import('./pipeline.ts') },
+  stream: { summary: 'one step of streaming the full-size transformer weights, without the compute', load: () => import('./stream.ts') },
   vae: { summary: 'full-size VAE decoder at 512² and 1024²', load: () => import('./vae.ts') },
 };
 

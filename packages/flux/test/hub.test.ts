@@ -303,8 +303,8 @@ describe('errors and --dir', () => {
     }
   });
 
-  it('a bad repo id is a BAD_ARGUMENT before any request', async () => {
-    await expectFluxError(downloadRepo(opts({ repo: '../etc' })), 'BAD_ARGUMENT');
+  it('a bad repo id is an INVALID_ARGUMENT before any request', async () => {
+    await expectFluxError(downloadRepo(opts({ repo: '../etc' })), 'INVALID_ARGUMENT');
     expect(hub.requests).toEqual([]);
   });
 

@@ -30,7 +30,7 @@ export async function run(argv: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (e) {
-    throw new FluxError('BAD_ARGUMENT', `${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    throw new FluxError('INVALID_ARGUMENT', `${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
   }
   if (values.help) {
     console.log(USAGE);

@@ -49,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    throw new FluxError('BAD_ARGUMENT', `${e instanceof Error ? e.message : e}\n\n${USAGE}`);
+    throw new FluxError('INVALID_ARGUMENT', `${e instanceof Error ? e.message : e}\n\n${USAGE}`);
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) {
-    throw new FluxError('BAD_ARGUMENT', `download takes at most one REPO, got ${positionals.length}\n\n${USAGE}`);
+    throw new FluxError('INVALID_ARGUMENT', `download takes at most one REPO, got ${positionals.length}\n\n${USAGE}`);
   }
   const progress = values.quiet ? null : createProgressReporter({ stream: process.stderr });
   try {

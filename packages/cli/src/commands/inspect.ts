@@ -27,7 +27,7 @@ export async function run(argv: string[]): Promise<number> {
       options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
     });
   } catch (e) {
-    throw new FluxError('BAD_ARGUMENT', `${e instanceof Error ? e.message : e}\n\n${USAGE}`);
+    throw new FluxError('INVALID_ARGUMENT', `${e instanceof Error ? e.message : e}\n\n${USAGE}`);
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -35,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) {
-    throw new FluxError('BAD_ARGUMENT', `inspect takes exactly one PATH, got ${positionals.length}\n\n${USAGE}`);
+    throw new FluxError('INVALID_ARGUMENT', `inspect takes exactly one PATH, got ${positionals.length}\n\n${USAGE}`);
   }
   const report = await inspectPath(positionals[0]);
   console.log(values.json ? JSON.stringify(report, null, 2) : formatInspectReport(report));

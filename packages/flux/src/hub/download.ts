@@ -84,7 +84,7 @@ const REPO_ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/;
 
 export function validateRepoId(repo: string): void {
   if (!REPO_ID.test(repo) || repo.includes('..')) {
-    throw new HubError('BAD_ARGUMENT', `"${repo}" is not a hub repository id: expected org/name, e.g. ${DEFAULT_REPO}`);
+    throw new HubError('INVALID_ARGUMENT', `"${repo}" is not a hub repository id: expected org/name, e.g. ${DEFAULT_REPO}`);
   }
 }
 
@@ -330,7 +330,7 @@ export async function downloadRepo(opts: DownloadOptions = {}): Promise<Download
   const revision = opts.revision ?? 'main';
   validateRepoId(repo);
   if (!revision || revision.split('/').some((p) => p === '..' || p === '')) {
-    throw new HubError('BAD_ARGUMENT', `"${revision}" is not a revision: use a branch, tag or commit sha`);
+    throw new HubError('INVALID_ARGUMENT', `"${revision}" is not a revision: use a branch, tag or commit sha`);
   }
   const emit = opts.onEvent ?? (() => {});
   const client = new HubClient({
