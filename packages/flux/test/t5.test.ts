@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { isPreTransposed } from '../src/nn/linear.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isFluxError } from '@flux-ts/core';
 import { expectClose } from '../../../test/harness/compare.ts';
@@ -96,6 +97,24 @@ describe('T5EncoderModel (tiny, sharded folder)', () => {
       await enc.close();
     }
     expect(outs[1]).toEqual(outs[0]);
+  });
+
+  it('streamed: reads the next block while the current one runs, each tensor once', async () => {
+    const enc = await loadT5EncoderModel(DIR);
+    const ck = enc.weights.checkpoint;
+    const log: string[] = [];
+    const readBytes = ck.readBytes.bind(ck);
+    ck.readBytes = (name: string) => (log.push(`read ${name}`), readBytes(name));
+    const o = await enc.model.forward(idRows(ref.input_ids), { onBlock: (i) => void log.push(`ran ${i}`) });
+    o.dispose();
+    const reads = log.filter((l) => l.startsWith('read '));
+    expect(new Set(reads).size).toBe(reads.length);
+    expect(reads.length).toBe(t5EncoderArchitecture(enc.config).tensors.size - 1); // all but `shared` (read by rows)
+    const firstRead = (block: number) => log.findIndex((l) => l.startsWith(`read encoder.block.${block}.`));
+    expect(firstRead(1)).toBeLessThan(log.indexOf('ran 0'));
+    expect(firstRead(2)).toBeLessThan(log.indexOf('ran 1'));
+    expect(log.indexOf('read encoder.final_layer_norm.weight')).toBeLessThan(log.indexOf('ran 2'));
+    await enc.close();
   });
 
   it('reads only the embedding rows it needs, by byte range', async () => {
@@ -201,7 +220,10 @@ describe('full-size T5-XXL, sparse bf16 checkpoint (2 shards + index)', () => {
     const before = tf.memory().numTensors;
     for (const k of t5BlockKeys(enc.config, 5)) {
       const w = await enc.weights.load([k]);
-      expect(w[k].shape).toEqual(arch.tensors.get(k));
+      // Linear weights come transposed to [in, out] (a plain matMul); norms and the bias table as stored
+      const linear = /\.(q|k|v|o|wi_0|wi_1|wo)\.weight$/.test(k);
+      expect(isPreTransposed(w[k]!)).toBe(linear);
+      expect(linear ? [...w[k]!.shape].reverse() : w[k]!.shape).toEqual(arch.tensors.get(k));
       enc.weights.release(w);
     }
     expect(tf.memory().numTensors).toBe(before);

@@ -43,6 +43,7 @@ export class T5EncoderModel {
     try {
       for (let i = 0; i < c.numLayers; i++) {
         const w = await this.weights.load(t5BlockKeys(c, i));
+        this.weights.prefetch?.(i + 1 < c.numLayers ? t5BlockKeys(c, i + 1) : ['encoder.final_layer_norm.weight']); // overlaps this block
         try {
           const bw = scope(w, `encoder.block.${i}.`);
           // Only block 0 owns the table; its bias [1, H, L, L] is reused by every block.

@@ -13,6 +13,8 @@ export interface TextEncoderWeights {
   load(keys: readonly string[]): Promise<Weights>;
   /** Done with tensors from `load`: a streamed source disposes them, a resident one keeps them. */
   release(weights: Weights): void;
+  /** A hint that `keys` are loaded next: a streaming source may start reading them now. */
+  prefetch?(keys: readonly string[]): void;
   /** Rows `ids` of the [V, D] table `key` as float32, row-major [ids.length, D]. */
   rows(key: string, ids: ArrayLike<number>): Promise<Float32Array>;
 }

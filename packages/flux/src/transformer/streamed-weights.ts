@@ -3,8 +3,8 @@
  * diffusers layout. The reader does the I/O; these only pick keys, convert names and make tensors.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { uploadCopies } from '../runtime/backend.ts';
-import { assemble, type AssembleOp, type RawTensor } from '../weights/assemble.ts';
+import { type AssembleOp, type RawTensor } from '../weights/assemble.ts';
+import { WeightUploader } from '../weights/upload.ts';
 import { DTYPE_SIZES, type Dtype } from '../weights/dtypes.ts';
 import {
   BFL_KEY_PREFIX,
@@ -15,7 +15,7 @@ import {
   type TransformerFormat,
 } from '../weights/transformer-keys.ts';
 import { fluxParamSpec, type FluxParams } from './flux.ts';
-import { checkWeights, listKeys, markPreTransposed, type Weights, type WeightSource } from './weights.ts';
+import { checkWeights, listKeys, type Weights, type WeightSource } from './weights.ts';
 
 /** What a source needs from a checkpoint (weights/checkpoint.ts `TensorReader` fits). */
 export interface WeightReader {
@@ -154,11 +154,7 @@ export class StreamedWeights implements WeightSource {
   private readonly prefetching: boolean;
   /** Checkpoint key -> its bytes being read (the prefetched module only). */
   private readonly pending = new Map<string, Promise<RawTensor>>();
-  /**
-   * Reused host buffer the tensors are assembled in on a backend that copies on upload (wasm; fresh buffers cost
-   * page faults). tfjs-node shares the assembled array's memory with its tensor, so it gets a fresh one each time.
-   */
-  private scratch = new Float32Array(0);
+  private readonly uploader = new WeightUploader();
 
   readonly reader: WeightReader;
 
@@ -237,20 +233,12 @@ export class StreamedWeights implements WeightSource {
         const parts = await Promise.all(t.sources.map((k) => raws.get(k)!));
         for (const k of t.sources) raws.delete(k); // let the bytes go once used
         const transpose = parts[0]!.shape.length === 2 && t.key.endsWith('weight');
-        let scratch: Float32Array | undefined;
-        if (uploadCopies()) {
-          const n = parts.reduce((acc, p) => acc + p.shape.reduce((x, y) => x * y, 1), 0);
-          if (this.scratch.length < n) this.scratch = new Float32Array(n);
-          scratch = this.scratch;
-        }
-        let a;
         try {
-          a = assemble(parts, t.op, transpose, scratch);
+          out[t.key] = this.uploader.tensor(parts, t.op, transpose);
         } catch (e) {
-          throw new TransformerKeyError(`${this.reader.path}: cannot build ${prefix}${t.key} from ${t.sources.join(', ')}: ${e instanceof Error ? e.message : String(e)}`);
+          if (!(e instanceof RangeError)) throw e;
+          throw new TransformerKeyError(`${this.reader.path}: cannot build ${prefix}${t.key} from ${t.sources.join(', ')}: ${e.message}`);
         }
-        const tensor = tf.tensor(a.data, a.shape, 'float32');
-        out[t.key] = transpose ? markPreTransposed(tensor) : tensor;
       }
       return out;
     } catch (e) {
@@ -266,7 +254,7 @@ export class StreamedWeights implements WeightSource {
   /** Drops prefetched bytes (reads in flight finish and are discarded) and the scratch buffer. */
   clearPrefetch(): void {
     this.pending.clear();
-    this.scratch = new Float32Array(0);
+    this.uploader.clear();
   }
 }
 

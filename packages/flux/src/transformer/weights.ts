@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
+import { isPreTransposed, markPreTransposed } from '../nn/linear.ts';
 
 export type Weights = Record<string, tf.Tensor>;
 export type ParamSpec = Record<string, readonly number[]>;
@@ -62,7 +63,7 @@ export function checkWeights(spec: ParamSpec, weights: Record<string, { shape: r
       missing.push(k);
       continue;
     }
-    const got = PRE_TRANSPOSED.has(t) ? [...t.shape].reverse() : t.shape; // compared in checkpoint layout
+    const got = isPreTransposed(t) ? [...t.shape].reverse() : t.shape; // compared in checkpoint layout
     if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
       shapes.push(`${k} is [${got.join(', ')}], expected [${shape.join(', ')}]`);
     }
@@ -79,19 +80,6 @@ export function checkWeights(spec: ParamSpec, weights: Record<string, { shape: r
   );
 }
 
-/** Linear weights stored [in, out] by prepareWeights (the checkpoint's [out, in] transposed once). */
-const PRE_TRANSPOSED = new WeakSet<object>();
-
-export function isPreTransposed(t: tf.Tensor): boolean {
-  return PRE_TRANSPOSED.has(t);
-}
-
-/** Marks a Linear weight built already transposed to [in, out] (weights/assemble.ts); returns it. */
-export function markPreTransposed<T extends tf.Tensor>(t: T): T {
-  PRE_TRANSPOSED.add(t);
-  return t;
-}
-
 /**
  * Every Linear weight (a 2-D `*.weight`; the transformer's norms are `*.scale`) transposed once to [in, out], so
  * `x W^T` is a plain matMul: with transposeB, tfjs-node's MatMul runs 2-4x slower on these shapes (bench: 256 x 3072
@@ -101,10 +89,9 @@ export function markPreTransposed<T extends tf.Tensor>(t: T): T {
 export function prepareWeights(w: Weights): Weights {
   const out: Weights = {};
   for (const [k, t] of Object.entries(w)) {
-    if (t.rank === 2 && k.endsWith('weight') && !PRE_TRANSPOSED.has(t)) {
-      const tt = tf.transpose(t);
+    if (t.rank === 2 && k.endsWith('weight') && !isPreTransposed(t)) {
+      const tt = markPreTransposed(tf.transpose(t));
       t.dispose();
-      PRE_TRANSPOSED.add(tt);
       out[k] = tt;
     } else out[k] = t;
   }
