@@ -3,29 +3,17 @@
  * runs it (a child process): output files, --json, PNG metadata, --from-metadata, --latents, and the one-line
  * errors for a missing model, a missing component and a corrupt one.
  */
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixturePath, REPO_ROOT } from '../../../test/harness/fixtures.ts';
+import { fixturePath } from '../../../test/harness/fixtures.ts';
+import { runFlux } from '../../../test/harness/run-cli.ts';
 import { decodeImage, readGenerationMetadata, readPngText } from '../../flux/src/pipeline.ts';
 
-const run = promisify(execFile);
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const MAIN = join(REPO_ROOT, 'packages', 'cli', 'src', 'main.ts');
 const MODEL = fixturePath('pipeline', 'tiny-flux');
 
-async function flux(args: string[], env: NodeJS.ProcessEnv = {}) {
-  try {
-    const r = await run(TSX, [MAIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, FLUX_DEBUG: '', ...env }, timeout: 120_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
+const flux = (args: string[], env: Record<string, string> = {}) => runFlux(args, { env, timeoutMs: 120_000 });
 
 /** stderr without the backend's one informational fallback line. */
 const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('flux: using the'));

@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runFlux } from '../../../test/harness/run-cli.ts';
 import { loadSafetensors, SafetensorsFile } from '../../flux/src/weights/safetensors.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -11,12 +11,7 @@ const FIXTURE = join(ROOT, 'test/fixtures/noise/noise.safetensors');
 const dir = mkdtempSync(join(tmpdir(), 'flux-noise-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function flux(...args: string[]) {
-  const r = spawnSync(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'packages/cli/src/main.ts'), 'noise', ...args], {
-    cwd: ROOT, encoding: 'utf8', timeout: 60_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const flux = (...args: string[]) => runFlux(['noise', ...args]);
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
@@ -28,7 +23,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 describe('pnpm flux noise', () => {
   it('writes torch.randn([1,16,64,64], seed 42) bit for bit, with metadata', async () => {
     const out = join(dir, 'noise.safetensors');
-    const r = flux('--shape', '1,16,64,64', '--seed', '42', '--out', out);
+    const r = await flux('--shape', '1,16,64,64', '--seed', '42', '--out', out);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const file = await SafetensorsFile.open(out);
@@ -42,22 +37,22 @@ describe('pnpm flux noise', () => {
 
   it('writes bfloat16 noise as BF16 equal to torch.randn(..., dtype=torch.bfloat16)', async () => {
     const out = join(dir, 'bf16.safetensors');
-    expect(flux('--shape', '40', '--seed', '1', '--dtype', 'bfloat16', '--out', out).code).toBe(0);
+    expect((await flux('--shape', '40', '--seed', '1', '--dtype', 'bfloat16', '--out', out)).code).toBe(0);
     const got = (await loadSafetensors(out)).noise!;
     expect(got.dtype).toBe('BF16');
     const expected = (await loadSafetensors(FIXTURE))['avx2/bf16_tail_seq_s1/0']!.data as Float32Array;
     expect(sameBits(got.data as Float32Array, expected)).toBe(true);
   });
 
-  it('rejects a bad seed or shape with a clear message and exit code 1', () => {
-    const bad = flux('--shape', '1,16,64,64', '--seed', '18446744073709551616', '--out', join(dir, 'x.safetensors'));
+  it('rejects a bad seed or shape with a clear message and exit code 1', async () => {
+    const bad = await flux('--shape', '1,16,64,64', '--seed', '18446744073709551616', '--out', join(dir, 'x.safetensors'));
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: seed 18446744073709551616 is out of range: .* -9223372036854775808 to 18446744073709551615/);
     expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
-    const shape = flux('--shape', '1,16,sixty', '--seed', '1', '--out', join(dir, 'x.safetensors'));
+    const shape = await flux('--shape', '1,16,sixty', '--seed', '1', '--out', join(dir, 'x.safetensors'));
     expect(shape.code).toBe(1);
     expect(shape.stderr).toMatch(/^error: shape "1,16,sixty" is invalid/);
-    const missing = flux('--seed', '1');
+    const missing = await flux('--seed', '1');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^error: --shape is required/);
   });

@@ -1,23 +1,17 @@
 /**
  * `pnpm flux inspect` end to end: the CLI entry point run as a child process (node --import tsx), as a user runs it.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runFlux } from '../../../test/harness/run-cli.ts';
 import { FLUX_VAE } from '../src/configs.ts';
 import { bflVaeArchitecture } from '../src/weights/architectures.ts';
 import { writeSparseSafetensors } from '../src/weights/safetensors.ts';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = join(ROOT, 'packages', 'cli', 'src', 'main.ts');
 
-function flux(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, FLUX_DEBUG: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const flux = (...args: string[]) => runFlux(args);
 
 let dir: string;
 beforeAll(async () => {
@@ -34,7 +28,7 @@ describe('pnpm flux inspect', () => {
     const bytes = Buffer.alloc(16);
     bytes.writeBigUInt64LE(1_000_000n, 0);
     await writeFile(bad, bytes);
-    const r = flux('inspect', bad);
+    const r = await flux('inspect', bad);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     const lines = r.stderr.trimEnd().split('\n');
@@ -49,20 +43,20 @@ describe('pnpm flux inspect', () => {
     const t = new Map(bflVaeArchitecture(FLUX_VAE).tensors);
     t.delete('decoder.conv_out.bias');
     await writeSparseSafetensors(ae, [...t].map(([name, shape]) => ({ name, dtype: 'F32' as const, shape })));
-    const j = flux('inspect', ae, '--json');
+    const j = await flux('inspect', ae, '--json');
     expect(j.code).toBe(0);
     const report = JSON.parse(j.stdout);
     expect(report).toMatchObject({ format: 'bfl-vae', tensors: 243, parameters: 83_819_683 - 3, dtypes: { F32: 243 }, missing: ['decoder.conv_out.bias'], unexpected: [], mismatched: [] });
-    const text = flux('inspect', ae);
+    const text = await flux('inspect', ae);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/format\s+bfl-vae/);
     expect(text.stdout).toMatch(/missing\s+1\n\s+decoder\.conv_out\.bias/);
   });
 
-  it('usage errors exit 1', () => {
-    const r = flux('inspect');
+  it('usage errors exit 1', async () => {
+    const r = await flux('inspect');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: inspect takes exactly one PATH/);
-    expect(flux('inspect', '--help').code).toBe(0);
+    expect((await flux('inspect', '--help')).code).toBe(0);
   });
 });
