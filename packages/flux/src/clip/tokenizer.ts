@@ -6,6 +6,9 @@
  *   -> split by CLIP's regex (contractions | letters+ | one digit | other non-space runs), spaces dropped
  *   -> UTF-8 bytes mapped to printable chars (GPT-2 byte-level), `</w>` on the last char, BPE merges by rank
  *   -> <|startoftext|> ids <|endoftext|>, truncated to 77, padded with <|endoftext|>.
+ * The merge loop is tokenizers' own (`Word::merge_all`: a heap of candidate pairs by rank, then position), so one
+ * pre-token of n symbols costs O(n log n), not O(n^2): a prompt of 5,000 emoji with no space is one 20,000-byte
+ * piece. `encode` stops once the encoder's length is filled; pieces are never cut (that could change their ids).
  * NOTE: no ftfy: transformers 5 has no ftfy path at all (the old slow tokenizer used ftfy when installed,
  * else a BasicTokenizer clean-up); diffusers does not install ftfy either.
  */
@@ -61,16 +64,25 @@ export class CLIPTokenizer {
   readonly padId: number;
   private readonly vocab: Map<string, number>;
   private readonly idToToken: string[];
-  private readonly ranks = new Map<string, number>();
+  /** (left id, right id) -> rank * 2^20 + merged id; the pair key is left * 2^20 + right. */
+  private readonly merges = new Map<number, number>();
   private readonly added: AddedTokenSplitter;
   private readonly cache = new Map<string, number[]>();
+  /** Merge-loop operations (heap pushes and pops) since construction: a measure of the work done. */
+  workCount = 0;
 
   constructor(opts: ClipTokenizerOptions) {
     this.vocab = new Map(Object.entries(opts.vocab));
     this.idToToken = [];
     for (const [t, id] of this.vocab) this.idToToken[id] = t;
-    opts.merges.forEach((m, i) => {
-      if (!this.ranks.has(m)) this.ranks.set(m, i);
+    opts.merges.forEach((m, rank) => {
+      const sp = m.indexOf(' ');
+      const a = this.vocab.get(m.slice(0, sp));
+      const b = this.vocab.get(m.slice(sp + 1));
+      const merged = this.vocab.get(m.slice(0, sp) + m.slice(sp + 1));
+      if (a === undefined || b === undefined || merged === undefined) return; // unusable rule (tokenizers refuses such a file)
+      const key = a * ID_SPACE + b;
+      if (!this.merges.has(key)) this.merges.set(key, rank * ID_SPACE + merged);
     });
     const bos = this.vocab.get(CLIP_BOS);
     const eos = this.vocab.get(CLIP_EOS);
@@ -96,18 +108,28 @@ export class CLIPTokenizer {
     return text.normalize('NFC').replace(WS_RUN, ' ').replace(/\u03a3/g, '\u03c3').toLowerCase();
   }
 
-  /** Ids of the text without specials, padding or truncation. */
-  encodeText(text: string): number[] {
+  /** Ids of the text without specials, padding or truncation; with `limit`, it stops once it has more than that. */
+  encodeText(text: string, limit = Infinity): number[] {
     const ids: number[] = [];
     for (const seg of this.added.split(text, (s) => this.normalize(s))) {
+      if (ids.length > limit) break;
       if (seg.id !== undefined) {
         ids.push(seg.id);
         continue;
       }
       for (const piece of seg.text.matchAll(CLIP_SPLIT)) {
         for (const m of piece[0].matchAll(BYTE_LEVEL_SPLIT)) ids.push(...this.bpeWord(m[0]));
+        if (ids.length > limit) break;
       }
     }
+    return ids;
+  }
+
+  /** The ids the text encoder receives (as `tokenize(text).ids`), doing no more work than those need. */
+  encode(text: string, maxLength = this.maxLength): number[] {
+    const keep = Math.max(0, maxLength - 2);
+    const ids = [this.bosId, ...this.encodeText(text, keep).slice(0, keep), this.eosId];
+    while (ids.length < maxLength) ids.push(this.padId);
     return ids;
   }
 
@@ -164,29 +186,98 @@ export class CLIPTokenizer {
     return this.idToToken[id] ?? `<${id}>`;
   }
 
-  /** Byte-level BPE of one pre-token: merges applied lowest rank first, leftmost first on ties (as tokenizers' Word::merge_all). */
+  /**
+   * Byte-level BPE of one pre-token, as tokenizers' `Word::merge_all`: every adjacent pair with a merge rule goes
+   * on a heap ordered by (rank, position); the lowest is merged if still current, and the new pairs it forms with
+   * its neighbours are pushed. O(n log n) for n symbols. Words up to 256 characters are cached (10,000 of them).
+   */
   private bpeWord(word: string): number[] {
     const hit = this.cache.get(word);
     if (hit) return hit;
     const chars = Array.from(new TextEncoder().encode(word), (b) => BYTE_TO_CHAR[b]!);
-    if (chars.length === 0) return [];
-    chars[chars.length - 1] += '</w>';
-    const syms = chars;
-    for (;;) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i + 1 < syms.length; i++) {
-        const r = this.ranks.get(`${syms[i]} ${syms[i + 1]}`);
-        if (r !== undefined && r < bestRank) {
-          bestRank = r;
-          best = i;
-        }
-      }
-      if (best < 0) break;
-      syms.splice(best, 2, syms[best]! + syms[best + 1]!);
+    const n = chars.length;
+    if (n === 0) return [];
+    chars[n - 1] += '</w>';
+    const unk = this.eosId; // <|endoftext|> is CLIP's unk; byte-level never needs it with the full vocabulary
+    const sym = Int32Array.from(chars, (ch) => this.vocab.get(ch) ?? unk);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    const alive = new Uint8Array(n).fill(1);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
     }
-    const ids = syms.map((s) => this.vocab.get(s) ?? this.eosId); // unk is <|endoftext|>; byte-level never needs it
-    if (this.cache.size < 50_000) this.cache.set(word, ids);
+    const heap = new MergeHeap();
+    const push = (pos: number) => {
+      const m = this.merges.get(sym[pos]! * ID_SPACE + sym[next[pos]!]!);
+      if (m !== undefined) heap.push(Math.floor(m / ID_SPACE) * POS_SPACE + pos);
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    while (heap.size > 0) {
+      const top = heap.pop();
+      this.workCount += 2;
+      const rank = Math.floor(top / POS_SPACE);
+      const pos = top - rank * POS_SPACE;
+      const right = next[pos]!;
+      if (!alive[pos] || right < 0) continue;
+      const m = this.merges.get(sym[pos]! * ID_SPACE + sym[right]!);
+      if (m === undefined || Math.floor(m / ID_SPACE) !== rank) continue; // stale: a neighbour changed since
+      sym[pos] = m % ID_SPACE;
+      alive[right] = 0;
+      next[pos] = next[right]!;
+      if (next[pos]! >= 0) prev[next[pos]!] = pos;
+      if (prev[pos]! >= 0) push(prev[pos]!);
+      if (next[pos]! >= 0) push(pos);
+    }
+    const ids: number[] = [];
+    for (let i = 0; i >= 0; i = next[i]!) ids.push(sym[i]!);
+    if (word.length <= 256 && this.cache.size < 10_000) this.cache.set(word, ids);
     return ids;
+  }
+}
+
+/** Ids fit in 20 bits (CLIP has 49,408), ranks too; pair keys and rank/id pairs are exact in a double. */
+const ID_SPACE = 2 ** 20;
+/** Heap entries are rank * 2^32 + position: ordered by rank, then leftmost first. */
+const POS_SPACE = 2 ** 32;
+
+/** A binary min-heap of numbers. */
+class MergeHeap {
+  private data = new Float64Array(64);
+  size = 0;
+
+  push(v: number): void {
+    if (this.size === this.data.length) {
+      const grown = new Float64Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    const d = this.data;
+    let i = this.size++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (d[parent]! <= v) break;
+      d[i] = d[parent]!;
+      i = parent;
+    }
+    d[i] = v;
+  }
+
+  pop(): number {
+    const d = this.data;
+    const top = d[0]!;
+    const last = d[--this.size]!;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= this.size) break;
+      const r = l + 1;
+      const c = r < this.size && d[r]! < d[l]! ? r : l;
+      if (d[c]! >= last) break;
+      d[i] = d[c]!;
+      i = c;
+    }
+    d[i] = last;
+    return top;
   }
 }

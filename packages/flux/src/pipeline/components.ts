@@ -61,8 +61,8 @@ export async function loadPromptTokenizers(root: string): Promise<PromptTokenize
   return {
     clipTokenizer,
     t5Tokenizer,
-    clip: (prompt, maxLength) => clipTokenizer.tokenize(prompt, maxLength).ids,
-    t5: (prompt, maxLength) => t5Tokenizer.tokenize(prompt, maxLength).ids,
+    clip: (prompt, maxLength) => clipTokenizer.encode(prompt, maxLength),
+    t5: (prompt, maxLength) => t5Tokenizer.encode(prompt, maxLength),
   };
 }
 

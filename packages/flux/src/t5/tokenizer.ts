@@ -6,6 +6,7 @@
  *   -> split on whitespace, `▁` prepended to every word and every `▁` starting a new piece (Metaspace, always, split)
  *   -> Viterbi over the unigram scores (unknown chars: min score - 10, consecutive unknowns fused into one <unk>)
  *   -> ids + </s>, truncated to max length (</s> kept), padded with <pad> = 0.
+ * Viterbi costs O(n * longest piece) per word; `encode` stops once the encoder's length is filled.
  * NOTE: transformers 5 rebuilds this pipeline from the class whatever tokenizer.json says (it keeps only the
  * vocabulary, scores and charsmap), e.g. a file's `Replace(" {2,}", " ")` normalizer or `add_prefix_space`
  * Metaspace is ignored; so is done here.
@@ -43,6 +44,8 @@ export class T5Tokenizer {
   private readonly charsmap: PrecompiledCharsmap | null;
   private readonly added: AddedTokenSplitter;
   private readonly cache = new Map<string, number[]>();
+  /** Viterbi lattice candidates looked up since construction: a measure of the work done. */
+  workCount = 0;
 
   constructor(opts: T5TokenizerOptions) {
     this.pieces = opts.vocab.map(([p]) => p);
@@ -72,10 +75,11 @@ export class T5Tokenizer {
     return this.charsmap ? this.charsmap.normalize(text) : text;
   }
 
-  /** Ids of the text without </s>, padding or truncation. */
-  encodeText(text: string): number[] {
+  /** Ids of the text without </s>, padding or truncation; with `limit`, it stops once it has more than that. */
+  encodeText(text: string, limit = Infinity): number[] {
     const ids: number[] = [];
     for (const seg of this.added.split(text, (s) => this.normalize(s))) {
+      if (ids.length > limit) break;
       if (seg.id !== undefined) {
         ids.push(seg.id);
         continue;
@@ -83,8 +87,17 @@ export class T5Tokenizer {
       for (const word of seg.text.split(WS_SPLIT)) {
         if (word.length === 0) continue;
         for (const piece of metaspacePieces(word)) ids.push(...this.viterbi(piece));
+        if (ids.length > limit) break;
       }
     }
+    return ids;
+  }
+
+  /** The ids the encoder receives (as `tokenize(text).ids`), doing no more work than those need. */
+  encode(text: string, maxLength = this.maxLength): number[] {
+    const keep = Math.max(0, maxLength - 1);
+    const ids = [...this.encodeText(text, keep).slice(0, keep), this.eosId];
+    while (ids.length < maxLength) ids.push(this.padId);
     return ids;
   }
 
@@ -132,6 +145,7 @@ export class T5Tokenizer {
       // every piece that is a prefix of s[pos..], shortest first (the trie's order)
       const limit = Math.min(n, pos + this.maxPieceLength);
       for (let end = pos + charLen; end <= limit; ) {
+        this.workCount++;
         const id = this.pieceToId.get(s.slice(pos, end));
         if (id !== undefined) {
           const cand = this.scores[id]! + base;
@@ -171,7 +185,7 @@ export class T5Tokenizer {
       end = startsAt[end]!;
     }
     out.reverse();
-    if (this.cache.size < 50_000) this.cache.set(s, out);
+    if (s.length <= 256 && this.cache.size < 10_000) this.cache.set(s, out);
     return out;
   }
 }
