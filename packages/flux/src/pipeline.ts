@@ -87,6 +87,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Recorded in the PNG metadata (e.g. the input file's name). */
   imageName?: string;
+  /** The model name recorded in the PNG metadata (default the location's name; a server gives its model id). */
+  modelName?: string;
   latentsName?: string;
 }
 
@@ -482,7 +484,7 @@ export class FluxPipeline {
           guidance,
           width,
           height,
-          model: this.location.name,
+          model: opts.modelName ?? this.location.name,
           variant: this.variant,
           max_sequence_length: maxSeq,
           num_images: numImages,

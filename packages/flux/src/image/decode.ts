@@ -5,31 +5,31 @@
  */
 import { readFile } from 'node:fs/promises';
 import jpeg from 'jpeg-js';
-import { decodePng, isPng } from './png.ts';
+import { DEFAULT_MAX_IMAGE_PIXELS, checkImageSize } from './header.ts';
+import { decodePng } from './png.ts';
 import { ImageError, type RgbImage } from './types.ts';
 
-const isJpeg = (b: Uint8Array) => b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
-
-/** PNG or JPEG bytes -> RGB. */
-export function decodeImage(bytes: Uint8Array, name = 'image'): RgbImage {
-  if (isPng(bytes)) return decodePng(bytes);
-  if (isJpeg(bytes)) {
-    let img: { width: number; height: number; data: Uint8Array };
-    try {
-      img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
-    } catch (e) {
-      throw new ImageError('BAD_JPEG', `${name}: cannot decode JPEG: ${(e as Error).message}`);
-    }
-    const n = img.width * img.height;
-    const data = new Uint8Array(n * 3);
-    for (let i = 0; i < n; i++) {
-      data[i * 3] = img.data[i * 4]!;
-      data[i * 3 + 1] = img.data[i * 4 + 1]!;
-      data[i * 3 + 2] = img.data[i * 4 + 2]!;
-    }
-    return { width: img.width, height: img.height, data };
+/**
+ * PNG or JPEG bytes -> RGB. The declared size is read from the header first: an image of more than `maxPixels`
+ * pixels (default Pillow's MAX_IMAGE_PIXELS) is refused with ImageError 'IMAGE_TOO_LARGE' before decoding.
+ */
+export function decodeImage(bytes: Uint8Array, name = 'image', opts: { maxPixels?: number } = {}): RgbImage {
+  const { format } = checkImageSize(bytes, opts.maxPixels ?? DEFAULT_MAX_IMAGE_PIXELS, name);
+  if (format === 'png') return decodePng(bytes);
+  let img: { width: number; height: number; data: Uint8Array };
+  try {
+    img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
+  } catch (e) {
+    throw new ImageError('BAD_JPEG', `${name}: cannot decode JPEG: ${(e as Error).message}`);
   }
-  throw new ImageError('UNSUPPORTED_IMAGE', `${name} is neither a PNG nor a JPEG file; convert it to PNG`);
+  const n = img.width * img.height;
+  const data = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    data[i * 3] = img.data[i * 4]!;
+    data[i * 3 + 1] = img.data[i * 4 + 1]!;
+    data[i * 3 + 2] = img.data[i * 4 + 2]!;
+  }
+  return { width: img.width, height: img.height, data };
 }
 
 /** Reads and decodes a PNG or JPEG file. */

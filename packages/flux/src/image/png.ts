@@ -65,6 +65,9 @@ export function isPng(bytes: Uint8Array): boolean {
   return bytes.length >= 8 && SIGNATURE.every((b, i) => bytes[i] === b);
 }
 
+/** Largest decompressed text chunk read (a zlib bomb in a zTXt/iTXt chunk is skipped, not inflated). */
+const MAX_TEXT_BYTES = 16 * 1024 * 1024;
+
 /** The text chunks (tEXt, zTXt, iTXt) of a PNG file, key -> text (the last one wins on a repeated key). */
 export function readPngText(bytes: Uint8Array): Record<string, string> {
   if (!isPng(bytes)) throw new ImageError('NOT_PNG', 'not a PNG file (bad signature)');
@@ -82,13 +85,13 @@ export function readPngText(bytes: Uint8Array): Record<string, string> {
       const key = d.toString('latin1', 0, nul);
       try {
         if (type === 'tEXt') out[key] = d.toString('latin1', nul + 1);
-        else if (type === 'zTXt') out[key] = inflateSync(d.subarray(nul + 2)).toString('latin1');
+        else if (type === 'zTXt') out[key] = inflateSync(d.subarray(nul + 2), { maxOutputLength: MAX_TEXT_BYTES }).toString('latin1');
         else {
           const compressed = d[nul + 1] === 1;
           const lang = d.indexOf(0, nul + 3);
           const trans = d.indexOf(0, lang + 1);
           const body = d.subarray(trans + 1);
-          out[key] = (compressed ? inflateSync(body) : body).toString('utf8');
+          out[key] = (compressed ? inflateSync(body, { maxOutputLength: MAX_TEXT_BYTES }) : body).toString('utf8');
         }
       } catch {
         // an unreadable text chunk is skipped, as PIL does
