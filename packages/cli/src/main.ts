@@ -40,6 +40,12 @@ async function main(argv: string[]): Promise<number> {
   return mod.run(rest);
 }
 
+// A closed stdout (`pnpm flux --help | head -1`) ends the output, not the process with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {

@@ -28,17 +28,35 @@ export interface FieldProblem {
   message: string;
 }
 
+/** Problems listed in one error at most; the rest are counted ("... and K more"). */
+export const MAX_LISTED_PROBLEMS = 20;
+
+/**
+ * Every bad field of a request, in one error. At most MAX_LISTED_PROBLEMS are listed (`fields`), the rest counted
+ * (`omitted`), and when a field is unknown the known field names are given once (`knownFields`), so the error
+ * stays small whatever the request (a body of 100,000 unknown keys gets a short answer, not a huge one).
+ */
 export class RequestValidationError extends FluxError {
   readonly fields: readonly FieldProblem[];
-  constructor(fields: FieldProblem[]) {
-    const lines = fields.map((f) => `  - ${f.field}: ${f.message}; got ${f.given}; allowed: ${f.allowed}`);
-    const n = fields.length;
+  /** Problems found but not listed in `fields`. */
+  readonly omitted: number;
+  /** The accepted field names, when a field was not one of them. */
+  readonly knownFields?: readonly string[];
+  constructor(problems: FieldProblem[], opts: { knownFields?: readonly string[] } = {}) {
+    const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
+    const omitted = problems.length - listed.length;
+    const lines = listed.map((f) => `  - ${f.field}: ${f.message}; got ${f.given}; allowed: ${f.allowed}`);
+    if (omitted > 0) lines.push(`  ... and ${omitted} more`);
+    if (opts.knownFields) lines.push(`known fields: ${opts.knownFields.join(', ')}`);
+    const n = problems.length;
     super(
       'invalid_request',
       `invalid request: ${n} field${n === 1 ? '' : 's'} rejected (fix ${n === 1 ? 'it' : 'them'} and retry)\n${lines.join('\n')}`,
     );
     this.name = 'RequestValidationError';
-    this.fields = Object.freeze(fields.map((f) => Object.freeze({ ...f })));
+    this.fields = Object.freeze(listed.map((f) => Object.freeze({ ...f })));
+    this.omitted = omitted;
+    if (opts.knownFields) this.knownFields = Object.freeze([...opts.knownFields]);
   }
 }
 
@@ -365,7 +383,11 @@ export function parseInferenceRequest(body: unknown, opts: ParseOptions = {}): I
   }
   const input = from === 'form' ? coerceForm(body as Record<string, unknown>) : (body as Record<string, unknown>);
   const result = InferenceRequestSchema.safeParse(input);
-  if (!result.success) throw new RequestValidationError(problemsFrom(result.error, input));
+  if (!result.success) {
+    const problems = problemsFrom(result.error, input);
+    const unknown = problems.some((p) => p.allowed === UNKNOWN_FIELD_ALLOWED);
+    throw new RequestValidationError(problems, unknown ? { knownFields: REQUEST_FIELDS } : {});
+  }
 
   const d = requestDefaults(opts.defaults ?? 'api');
   const v = result.data;
@@ -387,6 +409,9 @@ export function parseInferenceRequest(body: unknown, opts: ParseOptions = {}): I
   return out;
 }
 
+/** What an unknown field is told is allowed (the names themselves are listed once, in the error). */
+const UNKNOWN_FIELD_ALLOWED = 'a known field (see known fields)';
+
 function problemsFrom(error: z.ZodError, input: Record<string, unknown>): FieldProblem[] {
   const byField = new Map<string, FieldProblem>();
   const add = (field: string, given: string, allowed: string, message: string) => {
@@ -397,7 +422,7 @@ function problemsFrom(error: z.ZodError, input: Record<string, unknown>): FieldP
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
-        add(key, describeGiven(input[key]), `known fields: ${REQUEST_FIELDS.join(', ')}`, 'is not a known field');
+        add(key, describeGiven(input[key]), UNKNOWN_FIELD_ALLOWED, 'is not a known field');
       }
       continue;
     }

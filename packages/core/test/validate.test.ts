@@ -205,10 +205,22 @@ describe('parseInferenceRequest: strings, booleans, image, webhook', () => {
 });
 
 describe('parseInferenceRequest: the one error names every bad field', () => {
-  it('unknown fields are rejected by name, with the known fields listed', () => {
-    const p = only({ ...P, steps: 4 });
-    expect(p).toMatchObject({ field: 'steps', given: '4', message: 'is not a known field' });
-    expect(p.allowed).toContain('num_inference_steps');
+  it('unknown fields are rejected by name, with the known fields listed once', () => {
+    const e = rejection({ ...P, steps: 4, colour: 'red' });
+    expect(e.fields[0]).toMatchObject({ field: 'steps', given: '4', message: 'is not a known field' });
+    expect(e.knownFields).toContain('num_inference_steps');
+    expect(e.message.split('num_inference_steps').length - 1).toBe(1);
+  });
+
+  it('lists at most 20 problems and counts the rest, however many unknown keys a body has', () => {
+    const body: Record<string, unknown> = { ...P };
+    for (let i = 0; i < 100_000; i++) body[`k${i}`] = i;
+    const e = rejection(body);
+    expect(e.fields).toHaveLength(20);
+    expect(e.omitted).toBe(100_000 - 20);
+    expect(e.message).toMatch(/^invalid request: 100000 fields rejected/);
+    expect(e.message).toContain('... and 99980 more');
+    expect(e.message.length).toBeLessThan(3000);
   });
 
   it('collects every problem at once, in field order, unknown fields last', () => {

@@ -1,16 +1,18 @@
 /**
  * What the server runs a job with: an injectable `Generator` (one per loaded model), so tests can use the real
- * tiny pipeline or a slow fake. `PipelineGenerator` is the real one over `FluxPipeline` (stages kept loaded).
+ * tiny pipeline or a slow fake. `PipelineGenerator` is the real one over `FluxPipeline` (stages kept loaded); the
+ * server and workers run it on a thread of its own (`ThreadedGenerator`), never on the HTTP thread.
  */
 import type { InferenceRequest } from '@flux-ts/core';
-import { FluxPipeline, type PipelineOptions, type RgbImage } from '@flux-ts/flux';
+import { FluxPipeline, initBackend, type PipelineOptions } from '@flux-ts/flux';
 import { loadTokenizers } from '@flux-ts/flux';
+import { MODEL_IDS } from './model-ids.ts';
 
 export interface GenerationInput {
   /** The validated request (defaults filled, seed set). `image` is ignored: see `image` below. */
   request: InferenceRequest;
-  /** Decoded image-to-image input, when the request had one. */
-  image?: RgbImage;
+  /** Image-to-image input: PNG/JPEG file bytes (header already checked); decoded when the job runs. */
+  image?: Uint8Array;
 }
 
 export interface GenerationProgress {
@@ -26,12 +28,19 @@ export interface GenerationOutput {
   tokensInput: number;
 }
 
+/** Tensors alive in the generator's tensor engine (between jobs this must not grow). */
+export interface GeneratorMemory {
+  numTensors: number;
+}
+
 export interface Generator {
   /** 'schnell' or 'dev': which API model path serves it (FLUX-1-schnell / FLUX-1-dev). */
   readonly variant: 'schnell' | 'dev';
   generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: GenerationProgress) => void }): Promise<GenerationOutput>;
-  /** Frees the model. */
-  close?(): Promise<void>;
+  /** Frees the model. `force`: stop now, even in the middle of a job (the shutdown deadline). */
+  close?(opts?: { force?: boolean }): Promise<void>;
+  /** Live tensor count, when the generator has a tensor engine. */
+  memory?(): Promise<GeneratorMemory | null>;
 }
 
 /** The real generator: a FluxPipeline with every stage kept loaded between jobs. */
@@ -73,6 +82,7 @@ export class PipelineGenerator implements Generator {
       guidance: r.guidance_scale,
       numImages: r.num_images,
       ...(img2img ? { image: input.image, strength: r.strength } : {}),
+      modelName: MODEL_IDS[this.variant], // the API's model id, never the server's local path
       signal: opts.signal,
       onStep: (s) => opts.onStep({ step: s.step, total: s.total }),
     });
@@ -88,4 +98,18 @@ export class PipelineGenerator implements Generator {
   async close(): Promise<void> {
     await this.pipeline.dispose();
   }
+
+  async memory(): Promise<GeneratorMemory> {
+    const tf = await import('@tensorflow/tfjs-core');
+    return { numTensors: tf.memory().numTensors };
+  }
+}
+
+/**
+ * The generation thread's factory (threaded-generator.ts): picks the tensor backend in that thread, then opens and
+ * verifies the pipeline there.
+ */
+export async function createGenerator(args: { model: string; options?: PipelineOptions; backend?: string }): Promise<Generator> {
+  await initBackend({ backend: args.backend, quiet: true });
+  return PipelineGenerator.open(args.model, args.options ?? {});
 }

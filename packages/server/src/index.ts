@@ -7,3 +7,6 @@ export * from './metrics.ts';
 export * from './responses.ts';
 export * from './redis-queue.ts';
 export * from './redis-worker.ts';
+export * from './threaded-generator.ts';
+export * from './request-body.ts';
+export * from './model-ids.ts';

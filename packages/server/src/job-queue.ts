@@ -7,7 +7,6 @@
  * refuses with `QueueFullError` (the server answers 429 with Retry-After).
  */
 import { FluxError, type InferenceRequest } from '@flux-ts/core';
-import type { RgbImage } from '@flux-ts/flux';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -15,7 +14,12 @@ export interface JobData {
   /** The API model path ("black-forest-labs/FLUX-1-schnell"). */
   model: string;
   request: InferenceRequest;
-  image?: RgbImage;
+  /**
+   * Image-to-image input: the uploaded PNG/JPEG file bytes, its header already checked (format, declared size).
+   * It is decoded only when the job runs, by the generator (off the HTTP thread), so a queued job holds the
+   * compressed file, never its pixels.
+   */
+  image?: Uint8Array;
 }
 
 /** What a job produced: the response body that is sent (or posted to the webhook). */
@@ -119,6 +123,8 @@ export interface InProcessQueueOptions {
   maxQueued?: number;
   /** Finished jobs kept for status look-ups (default 1000, oldest dropped first). */
   keepFinished?: number;
+  /** Bytes of finished jobs' results (PNG data URIs) kept for look-ups (default 256 MiB, oldest dropped first). */
+  keepFinishedBytes?: number;
   /** Called on every state change (metrics, logs). */
   onChange?: (job: JobStatus, previous: JobState | undefined) => void;
 }
@@ -127,9 +133,12 @@ export class InProcessJobQueue implements JobQueue {
   private readonly worker: Worker;
   private readonly maxQueued: number;
   private readonly keepFinished: number;
+  private readonly keepFinishedBytes: number;
   private readonly onChange?: InProcessQueueOptions['onChange'];
   private readonly jobs = new Map<string, Job>();
-  private readonly finished: string[] = [];
+  /** Finished job ids, oldest first, with the size of each one's result. */
+  private readonly finished: { id: string; bytes: number }[] = [];
+  private finishedBytes = 0;
   private readonly lanes = new Map<string, Lane>();
   private closed = false;
   private idleWaiters: (() => void)[] = [];
@@ -138,6 +147,7 @@ export class InProcessJobQueue implements JobQueue {
     this.worker = opts.worker;
     this.maxQueued = opts.maxQueued ?? 16;
     this.keepFinished = opts.keepFinished ?? 1000;
+    this.keepFinishedBytes = opts.keepFinishedBytes ?? 256 * 1024 * 1024;
     this.onChange = opts.onChange;
   }
 
@@ -255,8 +265,14 @@ export class InProcessJobQueue implements JobQueue {
     else this.emit(job, { type: 'cancelled', request_id: job.id });
     job.listeners.clear();
     job.resolve({ ...job.status });
-    this.finished.push(job.id);
-    while (this.finished.length > this.keepFinished) this.jobs.delete(this.finished.shift()!);
+    const bytes = extra.result ? resultBytes(extra.result) : 0;
+    this.finished.push({ id: job.id, bytes });
+    this.finishedBytes += bytes;
+    while (this.finished.length > this.keepFinished || (this.finishedBytes > this.keepFinishedBytes && this.finished.length > 0)) {
+      const old = this.finished.shift()!;
+      this.finishedBytes -= old.bytes;
+      this.jobs.delete(old.id);
+    }
   }
 
   private pump(model: string): void {
@@ -299,6 +315,12 @@ export class InProcessJobQueue implements JobQueue {
         this.pump(model);
       });
   }
+}
+
+/** The size of a result as kept in memory: its image strings (data URIs) dominate. */
+function resultBytes(result: JobResult): number {
+  const images = result.images;
+  return Array.isArray(images) ? images.reduce((n: number, i) => n + (typeof i === 'string' ? i.length : 0), 0) : 0;
 }
 
 /** A job failure as the API reports it: user errors keep their message, anything else is generic. */

@@ -13,7 +13,6 @@
  * - generation errors are not retried (they would fail again): the worker throws BullMQ's `UnrecoverableError`.
  */
 import { FluxError } from '@flux-ts/core';
-import type { RgbImage } from '@flux-ts/flux';
 import { Queue, QueueEvents, type Job as BullJob } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import {
@@ -28,11 +27,11 @@ import {
   type JobStatus,
 } from './job-queue.ts';
 
-/** Job data as stored in Redis (JSON): the decoded input image as base64. */
+/** Job data as stored in Redis (JSON): the input image file (PNG/JPEG, header checked, not decoded) as base64. */
 export interface StoredJobData {
   model: string;
   request: JobData['request'];
-  image?: { width: number; height: number; b64: string };
+  image?: { b64: string };
 }
 
 /** What the worker returns to BullMQ (the result itself lives under the result key). */
@@ -59,13 +58,12 @@ export function toStoredData(d: JobData): StoredJobData {
   return {
     model: d.model,
     request: d.request,
-    ...(d.image ? { image: { width: d.image.width, height: d.image.height, b64: Buffer.from(d.image.data.buffer, d.image.data.byteOffset, d.image.data.byteLength).toString('base64') } } : {}),
+    ...(d.image ? { image: { b64: Buffer.from(d.image.buffer, d.image.byteOffset, d.image.byteLength).toString('base64') } } : {}),
   };
 }
 
 export function fromStoredData(d: StoredJobData): JobData {
-  const image: RgbImage | undefined = d.image ? { width: d.image.width, height: d.image.height, data: new Uint8Array(Buffer.from(d.image.b64, 'base64')) } : undefined;
-  return { model: d.model, request: d.request, ...(image ? { image } : {}) };
+  return { model: d.model, request: d.request, ...(d.image ? { image: new Uint8Array(Buffer.from(d.image.b64, 'base64')) } : {}) };
 }
 
 /** A failure as the worker reports it to BullMQ: the JobError as JSON in the failed reason. */

@@ -2,19 +2,30 @@
  * The HTTP server: DeepInfra's inference API for FLUX.1 (so existing DeepInfra clients work unchanged), job
  * status / cancel / server-sent events, an OpenAI-compatible images endpoint, /healthz and Prometheus /metrics.
  *
- * Routes (all under /v1 need `Authorization: bearer <token>` when tokens are configured):
+ * Auth is deny-by-default: with tokens configured every request needs `Authorization: bearer <token>` except the
+ * routes marked public (`config: { public: true }`: /healthz and /metrics). The decision is made on the route the
+ * router matched, never on the raw URL, so no spelling of a path (percent-encoding, an absolute-form request
+ * target, dot segments) reaches a handler without a token; an unmatched path needs a token too (401, then 404).
+ *
+ * Routes:
  *   POST   /v1/inference/black-forest-labs/FLUX-1-schnell   (FLUX-1-dev when a dev model is loaded)
  *   GET    /v1/inference/requests/:id         status: queued (position) / running (step i of n) / succeeded / failed / cancelled
  *   DELETE /v1/inference/requests/:id         cancels a queued or running job (a running one stops between steps)
  *   GET    /v1/inference/requests/:id/events  server-sent events: queued, running, step, succeeded | failed | cancelled
  *   POST   /v1/openai/images/generations      {model, prompt, n, size: "WxH", response_format: "b64_json"}
- *   GET    /healthz, GET /metrics             (no auth)
+ *   GET    /healthz, GET /metrics             (public)
+ *
+ * Limits: request bodies (`bodyLimit`, multipart counted part by part), uploads (`uploadLimit`), input images by
+ * their declared size (`maxImagePixels`, read from the header; decoded only when the job runs, on the generation
+ * thread), a deadline for receiving a request (`requestTimeoutMs`), per webhook attempt, and for the whole shutdown
+ * (`shutdownTimeoutMs`). Errors raised by Fastify or Node (400 bad URL, 408, 414, 431) use the server's own shape.
  */
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
 import { FluxError, RequestValidationError, parseInferenceRequest, type InferenceRequest } from '@flux-ts/core';
-import type { RgbImage } from '@flux-ts/flux';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { TokenChecker, isLoopbackHost } from './auth.ts';
 import type { Generator } from './generator.ts';
@@ -22,11 +33,11 @@ import { InProcessJobQueue, QueueClosedError, QueueFullError, type JobQueue, typ
 import { registerJobRoutes } from './job-routes.ts';
 import { ServerMetrics } from './metrics.ts';
 import { registerOpenAIRoutes } from './openai.ts';
-import { decodeInputImage, readMultipart } from './request-body.ts';
+import { MODEL_IDS } from './model-ids.ts';
+import { admitInputImage, base64Cap, readMultipart, type BodyLimits } from './request-body.ts';
 import { apiError, dataUri, openaiError, validationBody } from './responses.ts';
 import { WebhookSender, WebhookTargetError } from './webhook.ts';
 
-export const MODEL_IDS = Object.freeze({ schnell: 'black-forest-labs/FLUX-1-schnell', dev: 'black-forest-labs/FLUX-1-dev' });
 
 export interface ServerOptions {
   /** One generator per loaded model; each serves its variant's path (FLUX-1-schnell / FLUX-1-dev). */
@@ -41,12 +52,23 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Largest uploaded image file (multipart), bytes (default 10 MiB). */
   uploadLimit?: number;
+  /** Largest input image, in pixels as its header declares them (default 16,777,216 = 4096 x 4096). */
+  maxImagePixels?: number;
+  /** Time allowed to receive a whole request, headers and body, in ms (default 120 000; then 408 and close). */
+  requestTimeoutMs?: number;
+  /** Deadline for the whole graceful shutdown, in ms (default 300 000): then jobs are cancelled, the generation
+   *  threads stopped, undelivered webhooks abandoned and every connection closed. */
+  shutdownTimeoutMs?: number;
+  /** Bytes of finished results kept for status look-ups (default 256 MiB; in-process queue). */
+  keepFinishedBytes?: number;
   /** `inference_status.cost` per generated image (default 0). */
   costPerImage?: number;
   webhookSecret?: string;
   allowPrivateWebhooks?: boolean;
   webhookAttempts?: number;
   webhookBackoffMs?: number;
+  /** Total time for one webhook attempt, connection to the end of the answer, in ms (default 10 000). */
+  webhookTimeoutMs?: number;
   /** On close: let queued and running jobs finish ('finish', default) or cancel them ('cancel'). */
   shutdown?: 'finish' | 'cancel';
   /** A pino logger, or pino options (default: info level), or false for none. */
@@ -66,7 +88,10 @@ export interface FluxServer {
   metrics: ServerMetrics;
   /** Starts listening; returns the base URL (http://host:port). */
   listen(opts?: { host?: string; port?: number }): Promise<string>;
-  /** Graceful shutdown: stop accepting, finish or cancel jobs (`shutdown`), deliver pending webhooks, close. */
+  /**
+   * Graceful shutdown: stop accepting, finish or cancel jobs (`shutdown`), deliver pending webhooks, close; by
+   * `shutdownTimeoutMs` at the latest, when whatever is left is cancelled, abandoned and disconnected.
+   */
   close(): Promise<void>;
 }
 
@@ -91,6 +116,9 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   const auth = new TokenChecker(opts.tokens ?? []);
   const bodyLimit = opts.bodyLimit ?? 16 * 1024 * 1024;
   const uploadLimit = opts.uploadLimit ?? 10 * 1024 * 1024;
+  const limits: BodyLimits = { bodyBytes: bodyLimit, uploadBytes: uploadLimit, maxImagePixels: opts.maxImagePixels ?? 4096 * 4096 };
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 120_000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 300_000;
   const costPerImage = opts.costPerImage ?? 0;
   const shutdown = opts.shutdown ?? 'finish';
   const logPrompts = opts.logPrompts ?? false;
@@ -103,14 +131,31 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
+    // Receiving a request (headers and body) has a deadline; the answer may take as long as the job does.
+    requestTimeout: requestTimeoutMs,
+    connectionTimeout: 0,
+    http: { headersTimeout: Math.min(60_000, requestTimeoutMs), connectionsCheckingInterval: Math.max(50, Math.min(5_000, requestTimeoutMs / 4)) },
+    clientErrorHandler: writeClientError,
+    frameworkErrors: (err, req, reply) => {
+      const status = err.statusCode === 414 ? 414 : 400;
+      const message = status === 414 ? 'a path segment is longer than the server accepts' : `the request path is not valid: ${err.message}`;
+      void sendError(req, reply, status, status === 414 ? 'uri_too_long' : 'bad_request', message);
+    },
   });
   const log = app.log;
+  /** Every open connection, so the shutdown deadline can close them all. */
+  const sockets = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   const metrics = new ServerMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
   const webhooks = new WebhookSender({
     allowPrivate: opts.allowPrivateWebhooks ?? false,
     secret: opts.webhookSecret,
     attempts: opts.webhookAttempts,
     backoffMs: opts.webhookBackoffMs,
+    timeoutMs: opts.webhookTimeoutMs,
     log,
   });
 
@@ -135,28 +180,30 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       log[level]({ reqId: s.request_id, model, status: s.status, from: prev, error: s.error?.message }, 'job finished');
     }
   };
-  const queue: JobQueue = opts.queueFactory?.(worker, onChange) ?? new InProcessJobQueue({ worker, maxQueued: opts.maxQueued, keepFinished: 200, onChange });
+  const queue: JobQueue = opts.queueFactory?.(worker, onChange) ?? new InProcessJobQueue({ worker, maxQueued: opts.maxQueued, keepFinished: 200, keepFinishedBytes: opts.keepFinishedBytes, onChange });
 
   await app.register(multipart, {
-    limits: { fileSize: uploadLimit, files: 1, fields: 64, fieldSize: bodyLimit, parts: 66, headerPairs: 200 },
+    // Each field is held at most up to the largest valid value (a base64 image); readMultipart counts the total.
+    limits: { fileSize: uploadLimit, files: 1, fields: 32, fieldSize: Math.min(bodyLimit, base64Cap(uploadLimit)), parts: 33, headerPairs: 100 },
     throwFileSizeLimit: true,
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
 
-  const isOpenAI = (req: FastifyRequest) => req.url.startsWith('/v1/openai/');
-
+  // Deny by default, decided on the matched route (see the file comment).
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/') || !auth.enabled) return;
+    if (!auth.enabled || isPublic(req)) return;
     if (auth.check(req.headers.authorization)) return;
     const msg = req.headers.authorization ? 'the bearer token is not valid' : 'missing Authorization: bearer <token> header';
     reply.code(401).header('www-authenticate', 'Bearer');
     return reply.send(isOpenAI(req) ? openaiError('invalid_request_error', msg) : apiError('unauthorized', msg));
   });
 
+  let closing: Promise<void> | undefined;
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    if (closing) reply.header('connection', 'close'); // shutting down: no keep-alive to wait out after this answer
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -164,17 +211,18 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   });
 
   app.setNotFoundHandler((req, reply) => {
-    const msg = `no route ${req.method} ${req.url.split('?')[0]}`;
+    const msg = `no route ${req.method} ${requestPath(req)}`;
     reply.code(404).send(isOpenAI(req) ? openaiError('invalid_request_error', msg) : apiError('not_found', msg));
   });
 
-  app.setErrorHandler((err: FluxError & { statusCode?: number; code?: string }, req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     let message = err.message;
     let type = typeof err.code === 'string' ? err.code : 'error';
     if (status === 413) {
       type = 'payload_too_large';
-      message = `the request is larger than the server's limit (body ${bodyLimit} bytes, uploaded file ${uploadLimit} bytes): ${err.message}`;
+      if (!(err instanceof FluxError)) message = `the request is larger than the server's limit (body ${bodyLimit} bytes, uploaded file ${uploadLimit} bytes): ${err.message}`;
+      reply.header('connection', 'close'); // do not read (and discard) the rest of an oversized body
     } else if (status >= 500) {
       req.log.error({ err }, 'request failed');
       type = 'internal_error';
@@ -187,8 +235,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   /** Validates, checks the webhook, enqueues. Throws RequestValidationError / QueueFullError / QueueClosedError. */
   async function submit(req: FastifyRequest, model: string, body: Record<string, unknown>, from: 'json' | 'form') {
     const request: InferenceRequest = parseInferenceRequest(body, { from });
-    let image: RgbImage | undefined;
-    if (request.image !== undefined) image = decodeInputImage(request.image);
+    let image: Uint8Array | undefined;
+    if (request.image !== undefined) image = admitInputImage(request.image, limits);
     delete request.image;
     if (request.webhook !== undefined) {
       try {
@@ -227,7 +275,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     let body: Record<string, unknown>;
     let from: 'json' | 'form';
     if (req.isMultipart()) {
-      body = await readMultipart(req);
+      body = await readMultipart(req, limits);
       from = 'form';
     } else {
       const ct = req.headers['content-type'] ?? '';
@@ -238,7 +286,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     try {
       job = await submit(req, model, body, from);
     } catch (e) {
-      if (e instanceof RequestValidationError) return reply.code(422).send(validationBody(e.fields, e.message));
+      if (e instanceof RequestValidationError) return reply.code(422).send(validationBody(e));
       if (e instanceof QueueFullError) return reply.code(429).header('retry-after', String(e.retryAfterS)).send(apiError('queue_full', e.message));
       if (e instanceof QueueClosedError) return reply.code(503).send(apiError(e.code, e.message));
       throw e;
@@ -269,7 +317,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       return reply.code(503).send({ ...apiError('shutting_down', `this server is shutting down; the job continues on the shared queue: poll GET /v1/inference/requests/${id}`), request_id: id });
     }
     if (s.status === 'cancelled') return reply.code(409).send({ ...apiError('cancelled', s.error?.message ?? 'cancelled'), request_id: id });
-    const code = s.error?.type === 'INVALID_GENERATE_OPTIONS' ? 422 : 500;
+    const code = jobErrorStatus(s.error?.type);
     return reply.code(code).send({ ...apiError(s.error?.type ?? 'internal_error', s.error?.message ?? 'failed'), request_id: id });
   });
 
@@ -280,11 +328,13 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   }
   queue.adoptWebhooks?.((s, url) => webhooks.track(deliverWebhook(s, url)));
 
+  /** A webhook body for a job that did not succeed: its real status (`cancelled` or `failed`) and why. */
   function failurePayload(s: JobStatus) {
+    const status = s.status === 'cancelled' ? 'cancelled' : 'failed';
     return {
       request_id: s.request_id,
-      inference_status: { status: 'failed', runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
-      error: s.error ?? { type: 'internal_error', message: 'failed' },
+      inference_status: { status, runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
+      error: s.error ?? { type: status === 'cancelled' ? 'cancelled' : 'internal_error', message: status },
     };
   }
 
@@ -292,13 +342,13 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   registerOpenAIRoutes(app, { models: [...generators.keys()], queue, submit });
 
   // ---- health and metrics ---------------------------------------------------------------------------------------------
-  app.get('/healthz', async () => ({
+  app.get('/healthz', { config: { public: true } }, async () => ({
     status: 'ok',
     models: [...generators.keys()],
     queue_depth: await queue.depth(),
     running: await queue.running(),
   }));
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/metrics', { config: { public: true } }, async (_req, reply) => {
     for (const m of generators.keys()) {
       metrics.queueDepth.set({ model: m }, await queue.depth(m));
       metrics.jobsRunning.set({ model: m }, await queue.running(m));
@@ -306,7 +356,6 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  let closing: Promise<void> | undefined;
   return {
     app,
     queue,
@@ -318,7 +367,11 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
           `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`,
         );
       }
-      await app.listen({ host, port });
+      try {
+        await app.listen({ host, port });
+      } catch (e) {
+        throw listenError(e, host, port);
+      }
       const addr = app.server.address();
       const p = typeof addr === 'object' && addr ? addr.port : port;
       return `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
@@ -326,15 +379,99 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     close() {
       closing ??= (async () => {
         const httpClosed = app.close(); // stops accepting; in-flight requests finish
-        await queue.close({ cancel: shutdown === 'cancel' });
-        await webhooks.flush();
-        await httpClosed;
+        const graceful = (async () => {
+          await queue.close({ cancel: shutdown === 'cancel' });
+          await webhooks.flush();
+          app.server.closeIdleConnections();
+          await httpClosed;
+        })();
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<'deadline'>((r) => (timer = setTimeout(() => r('deadline'), shutdownTimeoutMs)));
+        const outcome = await Promise.race([graceful.then(() => 'done' as const), deadline]);
+        clearTimeout(timer);
+        if (outcome === 'deadline') {
+          log.warn({ deadline_ms: shutdownTimeoutMs }, 'shutdown deadline reached: cancelling jobs, abandoning webhooks, closing connections');
+          webhooks.abortAll();
+          for (const g of generators.values()) await g.close?.({ force: true }); // a step in progress stops now
+          await Promise.race([queue.close({ cancel: true }), sleep(1000)]);
+          app.server.closeAllConnections();
+          for (const socket of sockets) socket.destroy(); // also those Node no longer lists (a refused, half-read request)
+          await Promise.race([graceful, sleep(1000)]);
+        }
         for (const g of generators.values()) await g.close?.();
       })();
       return closing;
     },
   };
 }
+
+/** Routes reachable without a token: marked `config: { public: true }` where they are declared. */
+function isPublic(req: FastifyRequest): boolean {
+  return (req.routeOptions.config as { public?: boolean } | undefined)?.public === true;
+}
+
+/** The request's path, decoded when it can be (for messages and the error shape; never for auth). */
+function requestPath(req: FastifyRequest): string {
+  let path: string;
+  try {
+    path = new URL(req.url, 'http://x').pathname;
+  } catch {
+    return req.url.split('?')[0]!;
+  }
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/** OpenAI clients get OpenAI-shaped errors: decided by the matched route, else by the decoded path. */
+function isOpenAI(req: FastifyRequest): boolean {
+  return (req.routeOptions.url ?? requestPath(req)).startsWith('/v1/openai/');
+}
+
+function sendError(req: FastifyRequest, reply: FastifyReply, status: number, type: string, message: string) {
+  return reply.code(status).send(isOpenAI(req) ? openaiError('invalid_request_error', message) : apiError(type, message));
+}
+
+/** Errors Node's HTTP parser raises before Fastify sees a request (431, 408, 400), in the server's JSON shape. */
+function writeClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, type, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'the request headers are larger than the server accepts (16 KiB)']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request was not received in time; send the whole request at once']
+        : [400, 'bad_request', `the request is not valid HTTP (${err.code ?? 'parse error'})`];
+  const body = JSON.stringify(apiError(type, message));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** HTTP status of a failed job: the user's input (options, image) is a 422, anything else a 500. */
+const USER_ERROR_STATUS: Record<string, number> = {
+  INVALID_GENERATE_OPTIONS: 422,
+  BAD_PNG: 422,
+  BAD_JPEG: 422,
+  UNSUPPORTED_IMAGE: 422,
+  IMAGE_TOO_LARGE: 422,
+};
+function jobErrorStatus(type: string | undefined): number {
+  return (type !== undefined && USER_ERROR_STATUS[type]) || 500;
+}
+
+/** `listen` failures a user can fix, as one clear line (never an internal error). */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new ServerConfigError(`port ${port} on ${host} is already in use; stop the other server or pick another --port (0 picks a free one)`);
+  if (code === 'EACCES') return new ServerConfigError(`no permission to listen on ${host}:${port}; ports below 1024 need privileges, pick a --port above 1024`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new ServerConfigError(`cannot listen on ${host}: it is not an address of this machine; use --host 127.0.0.1 or 0.0.0.0`);
+  return e;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /**
  * The job worker: one job -> the DeepInfra response body. Used by the server's in-process queue and by

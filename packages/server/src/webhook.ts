@@ -2,17 +2,23 @@
  * Webhook delivery: the result JSON POSTed to the request's `webhook` URL, retried with exponential backoff,
  * signed with HMAC-SHA256 over the exact body when a secret is configured (header `X-Flux-Signature: sha256=<hex>`).
  *
- * SSRF guard: the host name is resolved first and every address is checked; loopback, private, link-local
- * (which includes the 169.254.169.254 cloud metadata service), CGNAT, multicast and unspecified addresses are
- * refused unless `allowPrivate`. The connection then goes to the address that was checked (no second lookup,
- * so a DNS answer cannot change between the check and the request).
+ * SSRF guard: the host name is resolved first and every address is checked; only public unicast addresses are
+ * allowed (classified by ipaddr.js: loopback, private, link-local with the 169.254.169.254 cloud metadata service,
+ * CGNAT, multicast, reserved; an IPv4-mapped ::ffff:a.b.c.d is judged as a.b.c.d, and every other IPv6 form that
+ * embeds an IPv4 address is refused: RFC 6145, NAT64, 6to4, Teredo, the deprecated IPv4-compatible ::a.b.c.d)
+ * unless `allowPrivate`. The connection then goes to the
+ * address that was checked (no second lookup, so a DNS answer cannot change between the check and the request).
+ *
+ * Each attempt has a total deadline (connect, send, and the receiver's whole answer), so a receiver that trickles
+ * its answer cannot hold a delivery, or the server's shutdown, open; `abortAll()` stops every delivery at once.
  */
 import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { FluxError } from '@flux-ts/core';
+import ipaddr from 'ipaddr.js';
 
 export class WebhookTargetError extends FluxError {
   constructor(message: string) {
@@ -21,27 +27,22 @@ export class WebhookTargetError extends FluxError {
   }
 }
 
-const BLOCKED = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) BLOCKED.addSubnet(net, prefix, 'ipv4');
-for (const [net, prefix] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32],
-] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
-
 const METADATA_NAMES = new Set(['metadata.google.internal', 'metadata', 'instance-data', 'metadata.azure.com']);
 
-/** Whether an IP address is loopback, private, link-local, metadata or otherwise not a public unicast address. */
+/** Whether an IP address is anything but a public unicast address (loopback, private, metadata, embedded IPv4...). */
 export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return BLOCKED.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return BLOCKED.check(mapped[1]!, 'ipv4');
-    return BLOCKED.check(address, 'ipv6');
+  if (!isIP(address)) return true; // not an address at all: refuse
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.parse(address.replace(/%.*$/, '')); // a zone index (fe80::1%eth0) does not change the class
+  } catch {
+    return true;
   }
-  return true; // not an address at all: refuse
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) parsed = (parsed as ipaddr.IPv6).toIPv4Address(); // ::ffff:a.b.c.d is a.b.c.d
+  if (parsed.range() !== 'unicast') return true;
+  // NOTE: ipaddr.js calls the deprecated IPv4-compatible ::a.b.c.d (::/96) unicast when written in hex; the whole
+  // ::/8 block is reserved by the IETF (RFC 4291), so nothing public lives there.
+  return parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).parts[0]! < 0x100;
 }
 
 export interface ResolvedTarget {
@@ -95,7 +96,7 @@ export interface WebhookOptions {
   attempts?: number;
   /** First retry delay in ms, doubled each time (default 500). */
   backoffMs?: number;
-  /** Per-attempt timeout in ms (default 10000). */
+  /** Total time one attempt may take, connection to the end of the answer, in ms (default 10000). */
   timeoutMs?: number;
   log?: { info(o: object, m: string): void; warn(o: object, m: string): void };
 }
@@ -107,7 +108,8 @@ export interface DeliveryOutcome {
   error?: string;
 }
 
-function post(target: ResolvedTarget, body: string, headers: Record<string, string>, timeoutMs: number): Promise<number> {
+/** One POST to the checked address; rejects when `timeoutMs` passes before the whole answer has arrived, or on abort. */
+function post(target: ResolvedTarget, body: string, headers: Record<string, string>, timeoutMs: number, signal: AbortSignal): Promise<number> {
   const { url } = target;
   const pinned: LookupFunction = (_host, opts, cb) => {
     if ((opts as { all?: boolean }).all) (cb as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: target.address, family: target.family }]);
@@ -115,18 +117,23 @@ function post(target: ResolvedTarget, body: string, headers: Record<string, stri
   };
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(
-      url,
-      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinned, timeout: timeoutMs },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
+    const req = mod.request(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinned }, (res) => {
+      res.resume();
+      res.on('end', () => done(() => resolve(res.statusCode ?? 0)));
+      res.on('error', (e) => done(() => reject(e)));
+    });
+    // A total deadline for the attempt (a socket timeout alone would let a receiver trickle its answer forever).
+    const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => req.destroy(new Error('delivery abandoned: the server is shutting down'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    function done(settle: () => void) {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      settle();
+    }
+    req.on('error', (e) => done(() => reject(e)));
+    if (signal.aborted) onAbort();
+    else req.end(body);
   });
 }
 
@@ -134,6 +141,7 @@ function post(target: ResolvedTarget, body: string, headers: Record<string, stri
 export class WebhookSender {
   private readonly opts: Required<Omit<WebhookOptions, 'secret' | 'log'>> & Pick<WebhookOptions, 'secret' | 'log'>;
   private readonly pending = new Set<Promise<unknown>>();
+  private readonly abort = new AbortController();
 
   constructor(opts: WebhookOptions = {}) {
     this.opts = {
@@ -175,6 +183,11 @@ export class WebhookSender {
     while (this.pending.size) await Promise.allSettled([...this.pending]);
   }
 
+  /** Stops every delivery now (the shutdown deadline): attempts in flight are cut, no retry starts. */
+  abortAll(): void {
+    this.abort.abort();
+  }
+
   private async run(url: string, payload: unknown, requestId: string): Promise<DeliveryOutcome> {
     const body = JSON.stringify(payload);
     const headers: Record<string, string> = {
@@ -184,11 +197,12 @@ export class WebhookSender {
     };
     if (this.opts.secret) headers['x-flux-signature'] = signBody(this.opts.secret, body);
     let last: DeliveryOutcome = { ok: false, attempts: 0 };
-    for (let attempt = 1; attempt <= this.opts.attempts; attempt++) {
+    const signal = this.abort.signal;
+    for (let attempt = 1; attempt <= this.opts.attempts && !signal.aborted; attempt++) {
       try {
         // Resolved and checked on every attempt: the answer may change between attempts.
         const target = await resolveWebhookTarget(url, this.opts.allowPrivate);
-        const status = await post(target, body, headers, this.opts.timeoutMs);
+        const status = await post(target, body, headers, this.opts.timeoutMs, signal);
         last = { ok: status >= 200 && status < 300, attempts: attempt, status };
         if (last.ok) {
           this.opts.log?.info({ reqId: requestId, attempt, status }, 'webhook delivered');
@@ -201,9 +215,22 @@ export class WebhookSender {
         if (e instanceof WebhookTargetError) break;
       }
       this.opts.log?.warn({ reqId: requestId, attempt, status: last.status, err: last.error }, 'webhook attempt failed');
-      if (attempt < this.opts.attempts) await new Promise((r) => setTimeout(r, this.opts.backoffMs * 2 ** (attempt - 1)));
+      if (attempt < this.opts.attempts && !signal.aborted) await sleep(this.opts.backoffMs * 2 ** (attempt - 1), signal);
     }
     this.opts.log?.warn({ reqId: requestId, attempts: last.attempts, status: last.status, err: last.error }, 'webhook delivery gave up');
     return last;
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }

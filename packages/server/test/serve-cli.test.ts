@@ -1,12 +1,14 @@
 /**
  * `pnpm flux serve` as a process: starts on 127.0.0.1:0 with a token, answers the seed's curl command shape,
- * refuses an open non-loopback address without tokens, and shuts down cleanly on SIGTERM.
+ * refuses an open non-loopback address without tokens, and shuts down cleanly on SIGTERM; through the documented
+ * launcher (`pnpm flux serve`) too: SIGTERM to pnpm stops the server, and Ctrl-C (SIGINT to the whole process
+ * group, which pnpm also forwards) drains once instead of dropping the running job.
  */
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { SCHNELL, TINY_MODEL, curlForm } from './helpers.ts';
+import { SCHNELL, TINY_MODEL, curlForm, postJson } from './helpers.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
@@ -57,5 +59,63 @@ describe('pnpm flux serve', () => {
     );
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without auth.*--no-auth/);
+  });
+});
+
+/** Starts `pnpm flux serve` in a process group of its own; resolves with its base URL once it serves. */
+async function launch(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
+  const child = spawn('pnpm', ['flux', 'serve', '--model', TINY_MODEL, '--port', '0', '--token', 'cli-token', '--log-level', 'warn', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', () => {
+      const m = /serving (http:\/\/\S+?)\/v1\/inference/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', () => reject(new Error(`serve exited:\n${err}`)));
+  });
+  return { child, url, stderr: () => err, exited };
+}
+
+/** Resolves once nothing listens at `url` any more. */
+async function gone(url: string): Promise<void> {
+  for (;;) {
+    const ok = await fetch(`${url}/healthz`).then(() => true, () => false);
+    if (!ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('pnpm flux serve through the launcher', () => {
+  it('stops the server when pnpm gets SIGTERM (no orphan keeps serving)', async () => {
+    const { child, url, stderr, exited } = await launch([]);
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    process.kill(child.pid!, 'SIGTERM');
+    await exited;
+    await gone(url);
+    expect(stderr()).toMatch(/SIGTERM: shutting down/);
+  });
+
+  it('drains on Ctrl-C (SIGINT to the process group): the running job is answered, one shutdown, exit 0', async () => {
+    const { child, url, stderr, exited } = await launch([]);
+    const auth = { authorization: 'Bearer cli-token' };
+    const job = postJson(`${url}${SCHNELL}`, { prompt: 'a cat', width: 256, height: 256, num_inference_steps: 4, seed: 1 }, auth);
+    for (;;) {
+      const h = (await (await fetch(`${url}/healthz`)).json()) as { running: number };
+      if (h.running === 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    process.kill(-child.pid!, 'SIGINT'); // what a terminal does on Ctrl-C
+    const r = await job;
+    expect(r.status).toBe(200);
+    expect(await exited).toBe(0);
+    await gone(url);
+    expect(stderr().match(/SIGINT: shutting down/g)).toHaveLength(1);
+    expect(stderr()).not.toMatch(/again: exiting now/);
   });
 });

@@ -150,7 +150,7 @@ describe('status, cancel and events', () => {
     await hook.delivered;
     await servers[0]!.webhooks.flush();
     const bodies = hook.hits.map((h) => JSON.parse(h.body));
-    expect(bodies.find((b) => b.request_id === id)).toMatchObject({ inference_status: { status: 'failed' }, error: { type: 'cancelled' } });
+    expect(bodies.find((b) => b.request_id === id)).toMatchObject({ inference_status: { status: 'cancelled' }, error: { type: 'cancelled' } });
   });
 
   it('cancels a queued job at once', async () => {
@@ -236,7 +236,7 @@ describe('shutdown and listen rules', () => {
     await server.close();
     const bodies = hook.hits.map((h) => JSON.parse(h.body));
     expect(bodies).toHaveLength(2);
-    expect(bodies.every((b) => b.inference_status.status === 'failed' && b.error.type === 'cancelled')).toBe(true);
+    expect(bodies.every((b) => b.inference_status.status === 'cancelled' && b.error.type === 'cancelled')).toBe(true);
     expect(gen.seen.length).toBe(1);
   });
 
@@ -254,7 +254,9 @@ describe('shutdown and listen rules', () => {
 
 describe('pieces', () => {
   it('classifies addresses', () => {
-    for (const a of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:10.0.0.1', 'not-an-ip']) {
+    for (const a of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:10.0.0.1', 'not-an-ip',
+      // IPv4 inside IPv6: compatible (both spellings), RFC 6145, 6to4, Teredo, NAT64; and the rest of ::/8
+      '::127.0.0.1', '::7f00:1', '::a9fe:a9fe', '::ffff:0:127.0.0.1', '::ffff:0:7f00:1', '2002:7f00:1::1', '2002:a9fe:a9fe::', '2001::1', '2001:0:4136:e378:8000:63bf:3fff:fdd2', '64:ff9b::7f00:1', '64:ff9b::8.8.8.8', '::2', '::ffff:169.254.169.254', 'fe80::1%eth0', '2001:db8::1', 'fec0::1', '255.255.255.255', '224.0.0.1', '198.18.0.1']) {
       expect(isPrivateAddress(a), a).toBe(true);
     }
     for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) expect(isPrivateAddress(a), a).toBe(false);

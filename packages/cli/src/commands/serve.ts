@@ -1,12 +1,13 @@
 /**
  * `pnpm flux serve --model PATH [--host 127.0.0.1] [--port 8080] [--token T ...]`: the DeepInfra-compatible
- * HTTP server (packages/server). Parse, load, listen, and shut down gracefully on SIGINT / SIGTERM.
+ * HTTP server (packages/server). Parse, load (each model on a generation thread of its own), listen, and shut down
+ * gracefully on SIGINT / SIGTERM (signals.ts).
  */
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
-import { initBackend } from '@flux-ts/flux';
-import { PipelineGenerator, RedisJobQueue, createServer, isLoopbackHost, tokensFromEnv, type Generator, type JobQueue, type JobStatus } from '@flux-ts/server';
+import { onShutdownSignals } from '../signals.ts';
+import { RedisJobQueue, ThreadedGenerator, createServer, isLoopbackHost, tokensFromEnv, type Generator, type JobQueue, type JobStatus } from '@flux-ts/server';
 
 const USAGE = `usage: pnpm flux serve --model PATH [options]
 
@@ -27,12 +28,18 @@ options:
   --redis URL              put jobs on a shared Redis queue (BullMQ) for \`pnpm flux worker\` processes instead
                            of generating here (default: in-process; also $FLUX_REDIS_URL)
   --redis-prefix P         queue name / key prefix shared with the workers (default flux)
-  --max-body-mb N          largest request body (default 16)
-  --max-upload-mb N        largest uploaded image (default 10)
+  --max-body-mb N          largest request body, multipart forms counted part by part (default 16)
+  --max-upload-mb N        largest uploaded image file (default 10)
+  --max-image-pixels N     largest input image as its header declares it, width x height (default 16777216,
+                           4096 x 4096); larger ones get a 422 before any decoding
+  --request-timeout S      seconds to receive a whole request, headers and body (default 120; then 408)
+  --shutdown-timeout S     seconds a graceful shutdown may take before jobs are cancelled and connections
+                           closed (default 300)
   --cost-per-image X       inference_status.cost per image (default 0)
   --webhook-secret S       sign webhook bodies (HMAC-SHA256, header X-Flux-Signature); also $FLUX_WEBHOOK_SECRET
   --allow-private-webhooks allow webhooks to loopback / private / link-local addresses (tests, development)
-  --shutdown MODE          on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs
+  --shutdown MODE          on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs; a second
+                           signal (a second later or more) exits at once
   --log-level L            pino level (default info); --log-prompts logs prompt text at info
   --backend B              auto (default), tensorflow, wasm or cpu
   --residency R            transformer weights: auto (default), streamed or resident
@@ -54,6 +61,9 @@ export async function run(argv: string[]): Promise<number> {
         'redis-prefix': { type: 'string' },
         'max-body-mb': { type: 'string' },
         'max-upload-mb': { type: 'string' },
+        'max-image-pixels': { type: 'string' },
+        'request-timeout': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
         'cost-per-image': { type: 'string' },
         'webhook-secret': { type: 'string' },
         'allow-private-webhooks': { type: 'boolean' },
@@ -88,8 +98,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const generators: Generator[] = [];
-  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency }));
-  await initBackend({ backend: values.backend as string | undefined, quiet: true });
+  for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency }, backend: values.backend as string | undefined }));
 
   const maxQueued = num('max-queue', values['max-queue'] as string | undefined, 16, 0);
   const redisUrl = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
@@ -115,6 +124,9 @@ export async function run(argv: string[]): Promise<number> {
     maxQueued,
     bodyLimit: Math.round(num('max-body-mb', values['max-body-mb'] as string | undefined, 16, 0.001) * 1024 * 1024),
     uploadLimit: Math.round(num('max-upload-mb', values['max-upload-mb'] as string | undefined, 10, 0.001) * 1024 * 1024),
+    maxImagePixels: Math.round(num('max-image-pixels', values['max-image-pixels'] as string | undefined, 4096 * 4096, 1)),
+    requestTimeoutMs: Math.round(num('request-timeout', values['request-timeout'] as string | undefined, 120, 0.001) * 1000),
+    shutdownTimeoutMs: Math.round(num('shutdown-timeout', values['shutdown-timeout'] as string | undefined, 300, 0) * 1000),
     costPerImage: num('cost-per-image', values['cost-per-image'] as string | undefined, 0),
     webhookSecret: (values['webhook-secret'] as string | undefined) ?? process.env.FLUX_WEBHOOK_SECRET,
     allowPrivateWebhooks: values['allow-private-webhooks'] === true,
@@ -127,18 +139,16 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
 
   await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) {
+    onShutdownSignals({
+      drain: (sig) => {
+        process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks; send it again to exit now)\n`);
+        void server.close().then(resolve);
+      },
+      exitNow: (sig) => {
         process.stderr.write(`${sig} again: exiting now\n`);
         process.exit(1);
-      }
-      stopping = true;
-      process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks)\n`);
-      void server.close().then(resolve);
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+      },
+    });
   });
   return 0;
 }

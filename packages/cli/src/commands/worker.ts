@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
+import { onShutdownSignals } from '../signals.ts';
 import { initBackend } from '@flux-ts/flux';
 import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server';
 
@@ -79,18 +80,16 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(`worker ${worker.name} ready: ${generators.map((g) => `FLUX-1-${g.variant}`).join(', ')} from ${new URL(url).host}\n`);
 
   await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) {
+    onShutdownSignals({
+      drain: (sig) => {
+        process.stderr.write(`${sig}: finishing the running job, then stopping (send it again to exit now)\n`);
+        void worker.close().then(resolve);
+      },
+      exitNow: (sig) => {
         process.stderr.write(`${sig} again: exiting now (the running job goes back to the queue once its lock expires)\n`);
         process.exit(1);
-      }
-      stopping = true;
-      process.stderr.write(`${sig}: finishing the running job, then stopping\n`);
-      void worker.close().then(resolve);
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+      },
+    });
   });
   // With Redis unreachable BullMQ's sockets keep retrying after close; nothing is left to do, so do not linger.
   setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
