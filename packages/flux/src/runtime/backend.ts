@@ -12,6 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import util from 'node:util';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -144,6 +145,17 @@ let nativeState: NativeState | undefined;
 const nativeFailures = new Map<NativePackage, string>();
 
 /**
+ * NOTE: tfjs-node 4.22 calls `util.isNullOrUndefined` and `util.isArray`, which Node 23 removed (deprecated since
+ * Node 4); without them its kernels throw "isNullOrUndefined is not a function" on Node 24. Put back exactly those
+ * two, with their documented meaning, before the package loads.
+ */
+function restoreRemovedUtil(): void {
+  const u = util as unknown as Record<string, unknown>;
+  u.isNullOrUndefined ??= (v: unknown) => v === null || v === undefined;
+  u.isArray ??= Array.isArray;
+}
+
+/**
  * Loads the best native package once per process (a second package cannot be loaded next to the first:
  * both register the `tensorflow` kernels and libtensorflow_framework.so.2).
  */
@@ -155,6 +167,7 @@ function loadNative(): NativeState {
   // ignores TF_CPP_MIN_LOG_LEVEL. Turning them off removes those two lines; f32 matmul/conv speed was
   // the same within noise here (about 100-250 GFLOP/s either way). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
   process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
+  restoreRemovedUtil();
   for (const pkg of NATIVE_PACKAGES) {
     const probe = probeNative(pkg);
     if (!probe.ok) {
