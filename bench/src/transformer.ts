@@ -12,7 +12,7 @@ import { DoubleStreamBlock, type BlockDims } from '../../packages/flux/src/trans
 import { SingleStreamBlock } from '../../packages/flux/src/transformer/single-stream-block.ts';
 import { EmbedND } from '../../packages/flux/src/transformer/embed-nd.ts';
 import { autoHeadChunk } from '../../packages/flux/src/transformer/flux.ts';
-import { prepareWeights } from '../../packages/flux/src/transformer/weights.ts';
+import { prepareWeights } from '../../packages/flux/src/weights/spec.ts';
 import { FLUX_SCHNELL, headDim, mlpHiddenDim } from '@flux-ts/flux';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 

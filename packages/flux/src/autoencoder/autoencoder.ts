@@ -12,9 +12,9 @@ import {
   autoEncoderParamsFromDiffusers,
   validateAutoEncoderParams,
   type AutoEncoderParams,
-} from '../configs.ts';
+} from '../transformer/config.ts';
 import { isParamLeaf, weightShape, type ParamLeaf, type WeightValue } from '../nn/conv2d.ts';
-import { diffusersToBflVaeWeights, isDiffusersVaeNaming } from '../weights/vae-keys.ts';
+import { diffusersToBflVaeWeights, isDiffusersVaeNaming } from './keys.ts';
 import { Decoder } from './decoder.ts';
 import { Encoder } from './encoder.ts';
 import { runTiled } from './tiling.ts';
@@ -26,7 +26,7 @@ import {
   largestEncodeTile,
 } from './memory.ts';
 
-export type { AutoEncoderParams } from '../configs.ts';
+export type { AutoEncoderParams } from '../transformer/config.ts';
 export type { WeightValue } from '../nn/conv2d.ts';
 
 /** diffusers `vae/config.json` -> AutoEncoderParams (the parser lives in configs.ts). */

@@ -3,9 +3,9 @@
  * `v_proj`, `out_proj` (Linear with bias), under `encoder.layers.{i}.self_attn.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from '../transformer/config.ts';
 import { Linear } from '../nn/linear.ts';
-import type { Weights } from '../t5/weights.ts';
+import type { Weights } from '../text-encoders/token-ids.ts';
 
 function lin(w: Weights, name: string): Linear {
   return new Linear(w[`${name}.weight`] as tf.Tensor2D, w[`${name}.bias`] as tf.Tensor1D);

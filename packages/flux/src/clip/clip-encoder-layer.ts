@@ -3,9 +3,9 @@
  * Keys under `encoder.layers.{i}.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from '../transformer/config.ts';
 import { layerNorm } from '../nn/layer-norm.ts';
-import { scope, type Weights } from '../t5/weights.ts';
+import { scope, type Weights } from '../text-encoders/token-ids.ts';
 import { CLIPAttention } from './clip-attention.ts';
 import { CLIPMLP } from './clip-mlp.ts';
 

@@ -1,8 +1,8 @@
 /** transformers `CLIPMLP`: fc2(act(fc1(x))), act = `quick_gelu` (x * sigmoid(1.702 x)) for CLIP-L. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from '../transformer/config.ts';
 import { Linear } from '../nn/linear.ts';
-import { TextEncoderInputError, type Weights } from '../t5/weights.ts';
+import { TextEncoderInputError, type Weights } from '../text-encoders/token-ids.ts';
 
 const ACTS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
   quick_gelu: (x) => tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)))),

@@ -8,9 +8,9 @@
  * gathered on the host.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from '../transformer/config.ts';
 import { layerNorm } from '../nn/layer-norm.ts';
-import { flattenIds, scope, type TextEncoderWeights } from '../t5/weights.ts';
+import { flattenIds, scope, type TextEncoderWeights } from '../text-encoders/token-ids.ts';
 import { clipActivation } from './clip-mlp.ts';
 import { CLIPEncoderLayer, clipLayerKeys } from './clip-encoder-layer.ts';
 

@@ -8,16 +8,16 @@ import { join } from 'node:path';
 import { FluxError, type FluxVariant } from '@flux-ts/core';
 import type { AutoEncoder } from '../autoencoder/autoencoder.ts';
 import { CLIPTokenizer } from '../clip/tokenizer.ts';
-import { autoEncoderParamsFromDiffusers, fluxParamsFromDiffusers, fluxVariantParams, type FluxParams } from '../configs.ts';
-import type { ModelLocation } from '../model-location.ts';
-import { ModelNotFoundError } from '../model-location.ts';
+import { autoEncoderParamsFromDiffusers, fluxParamsFromDiffusers, fluxVariantParams, type FluxParams } from '../transformer/config.ts';
+import type { ModelLocation } from './model-location.ts';
+import { ModelNotFoundError } from './model-location.ts';
 import { T5Tokenizer } from '../t5/tokenizer.ts';
-import { loadClipTokenizer, loadT5Tokenizer } from '../tokenizers.ts';
-import { TextEncoders, type PromptTokenizers } from '../text-encoders.ts';
+import { loadClipTokenizer, loadT5Tokenizer } from '../text-encoders/tokenizers.ts';
+import { TextEncoders, type PromptTokenizers } from '../text-encoders/text-encoders.ts';
 import type { Residency } from '../runtime/backend.ts';
 import type { Flux } from '../transformer/flux.ts';
 import { loadTransformer } from '../transformer/load.ts';
-import { loadAutoEncoder } from '../vae.ts';
+import { loadAutoEncoder } from '../autoencoder/load.ts';
 import { openCheckpoint } from '../weights/checkpoint.ts';
 
 async function readText(path: string, component: string): Promise<string> {

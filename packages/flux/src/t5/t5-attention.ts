@@ -3,9 +3,9 @@
  * bias that only layer 0 owns (`relative_attention_bias` [num_buckets, n_heads]) and every layer reuses.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from '../transformer/config.ts';
 import { linear } from '../nn/linear.ts';
-import type { Weights } from './weights.ts';
+import type { Weights } from '../text-encoders/token-ids.ts';
 
 const F32_LOG = (x: number) => Math.fround(Math.log(Math.fround(x)));
 

@@ -3,11 +3,11 @@
  * `layer[1]` = T5LayerFF. Keys under `encoder.block.{i}.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from '../transformer/config.ts';
 import { T5Attention } from './t5-attention.ts';
 import { T5LayerFF } from './t5-layer-ff.ts';
 import { T5LayerNorm } from './t5-layer-norm.ts';
-import { scope, type Weights } from './weights.ts';
+import { scope, type Weights } from '../text-encoders/token-ids.ts';
 
 /** The checkpoint keys of block `i` (layer 0 also owns `relative_attention_bias`). */
 export function t5BlockKeys(config: T5Config, i: number): string[] {

@@ -7,12 +7,12 @@
  * is never on the device.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from '../transformer/config.ts';
 import { computeBias } from './t5-attention.ts';
 import { t5BlockKeys, T5Block } from './t5-block.ts';
 import { t5Activation } from './t5-layer-ff.ts';
 import { T5LayerNorm } from './t5-layer-norm.ts';
-import { flattenIds, scope, type TextEncoderWeights } from './weights.ts';
+import { flattenIds, scope, type TextEncoderWeights } from '../text-encoders/token-ids.ts';
 
 export interface T5ForwardOptions {
   /** Called with each block's output [B, L, d_model] (owned by the model: read it, do not dispose it). */

@@ -3,11 +3,11 @@
  * `T5DenseGatedActDense` (T5 v1.1, FLUX: wo(act(wi_0 h) * wi_1 h)) or `T5DenseActDense` (T5 v1.0: wo(act(wi h))).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from '../transformer/config.ts';
 import { geluTanh } from '../nn/gelu.ts';
 import { linear } from '../nn/linear.ts';
 import { T5LayerNorm } from './t5-layer-norm.ts';
-import { TextEncoderInputError, type Weights } from './weights.ts';
+import { TextEncoderInputError, type Weights } from '../text-encoders/token-ids.ts';
 
 /** transformers ACT2FN entries the T5 configs use. */
 const ACTS: Record<string, (x: tf.Tensor) => tf.Tensor> = {

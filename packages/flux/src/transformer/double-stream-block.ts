@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { Modulation, modulate } from './modulation.ts';
 import { SelfAttention } from './self-attention.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { checkWeights, linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 export interface BlockDims {
   hidden_size: number;

@@ -5,17 +5,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError, type FlowModel } from '@flux-ts/core';
-import { fluxParamsFromDiffusers, headDim, validateFluxParams, type FluxParams } from '../configs.ts';
-import { toBflTransformerKeys } from '../weights/transformer-keys.ts';
+import { fluxParamsFromDiffusers, headDim, validateFluxParams, type FluxParams } from './config.ts';
+import { toBflTransformerKeys } from './keys.ts';
 import { DoubleStreamBlock, type BlockDims } from './double-stream-block.ts';
 import { EmbedND } from './embed-nd.ts';
 import { LastLayer } from './last-layer.ts';
 import { MLPEmbedder } from './mlp-embedder.ts';
 import { linearFrom, timestepEmbedding, type Rope } from './ops.ts';
 import { SingleStreamBlock } from './single-stream-block.ts';
-import { checkWeights, linearSpec, prefixed, ResidentWeights, type ParamSpec, type Weights, type WeightSource } from './weights.ts';
+import { checkWeights, linearSpec, prefixed, ResidentWeights, type ParamSpec, type Weights, type WeightSource } from '../weights/spec.ts';
 
-export type { FluxParams } from '../configs.ts';
+export type { FluxParams } from './config.ts';
 
 /** diffusers `transformer/config.json` -> FluxParams (validated). */
 export function fromDiffusersConfig(json: unknown, source?: string): FluxParams {

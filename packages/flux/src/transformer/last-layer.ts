@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { layerNorm, linearFrom, NORM_EPS, silu, type Linear } from './ops.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { checkWeights, linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /**
  * BFL LastLayer (layers.py:242-253): shift, scale = adaLN_modulation(vec) (shift FIRST; diffusers stores the rows as

@@ -10,7 +10,7 @@
 import { FluxError } from '@flux-ts/core';
 import { currentBackend, type BackendInfo, type Residency } from '../runtime/backend.ts';
 import { Flux, type FluxOptions, type FluxParams } from './flux.ts';
-import { readAllWeights, StreamedWeights, type WeightReader } from './streamed-weights.ts';
+import { readAllWeights, StreamedWeights, type WeightReader } from '../weights/checkpoint-weights.ts';
 
 export const RESIDENCIES: readonly (Residency | 'auto')[] = Object.freeze(['auto', 'resident', 'streamed']);
 

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { NORM_EPS, rmsNorm } from './ops.ts';
-import type { ParamSpec, Weights } from './weights.ts';
+import type { ParamSpec, Weights } from '../weights/spec.ts';
 
 /** BFL QKNorm (layers.py:75-84): separate RMSNorm (eps 1e-6, learned scale) for q and k, per head. */
 export class QKNorm {

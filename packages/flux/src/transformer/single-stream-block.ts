@@ -4,7 +4,7 @@ import { Modulation, modulate } from './modulation.ts';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { QKNorm } from './qk-norm.ts';
 import { splitQkv } from './self-attention.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { checkWeights, linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /**
  * BFL SingleStreamBlock (layers.py:194-239): one stream over [txt; img] with fused linear1 (qkv | mlp in) and

@@ -13,7 +13,7 @@ import {
   type ClipTextConfig,
   type FluxParams,
   type T5Config,
-} from '../configs.ts';
+} from '../transformer/config.ts';
 
 export type ShapeTable = Map<string, number[]>;
 

@@ -2,7 +2,7 @@
  * What is this checkpoint? Tell the FLUX.1 formats apart by their key names alone (dtype-agnostic, so bf16, fp32 and
  * fp8 files of a format look the same), then compare keys and shapes with the expected architecture.
  */
-import { CLIP_L, FLUX_DEV, FLUX_SCHNELL, FLUX_VAE, T5_XXL, type FluxVariant } from '../configs.ts';
+import { CLIP_L, FLUX_DEV, FLUX_SCHNELL, FLUX_VAE, T5_XXL, type FluxVariant } from '../transformer/config.ts';
 import {
   bflTransformerArchitecture,
   bflVaeArchitecture,
