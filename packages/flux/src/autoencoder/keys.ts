@@ -1,124 +1,59 @@
 /**
- * The one table between the FLUX autoencoder's key names in BFL's `ae.safetensors` (which are the field names of
- * packages/flux/src/autoencoder/*) and diffusers' `vae/diffusion_pytorch_model.safetensors` (AutoencoderKL).
- * Checked against diffusers' own `convert_ldm_vae_checkpoint` by test/reference/gen_vae.py, and against the full-size
- * key lists in test/fixtures/keys/{bfl,diffusers}-vae.json by packages/flux/test/vae-keys.test.ts.
- *
- * Placeholders: {side} encoder|decoder, {i} level, {u} diffusers up-block index (= levels - 1 - level),
- * {j} block index, {r} resnet layer, {p} weight|bias.
+ * The autoencoder's checkpoint layouts. Its keys are BFL's `ae.safetensors` names, the field names of the modules in
+ * this folder (`AutoEncoder.spec`); a diffusers `vae/` (AutoencoderKL) is read through the one rename table below
+ * (the inverse of diffusers' `convert_ldm_vae_checkpoint`), checked against the full-size key lists of the real
+ * classes (test/autoencoder/keys.parity.test.ts) and the tiny fixtures converted by diffusers itself.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import type { WeightValue } from '../nn/conv2d.ts';
+import type { AutoEncoderParams } from './config.ts';
+import { expandRenames, identityRules, type CheckpointLayout, type ModuleRename } from '../weights/layout.ts';
+import { AutoEncoder, VaeWeightsError } from './autoencoder.ts';
 
-interface VaeKeyRule {
-  readonly bfl: string;
-  readonly diffusers: string;
-  /** One-line reason for the rename. */
-  readonly why: string;
-  /** The weight is a 1x1 conv [C, C, 1, 1] in BFL and a linear [C, C] in diffusers. */
-  readonly linearVsConv1x1?: boolean;
-}
+export type AutoEncoderFormat = 'bfl-vae' | 'diffusers-vae';
 
-export const VAE_KEY_RULES: readonly VaeKeyRule[] = Object.freeze([
-  { bfl: '{side}.conv_in.{p}', diffusers: '{side}.conv_in.{p}', why: 'same name' },
-  { bfl: '{side}.conv_out.{p}', diffusers: '{side}.conv_out.{p}', why: 'same name' },
-  { bfl: '{side}.norm_out.{p}', diffusers: '{side}.conv_norm_out.{p}', why: 'diffusers names the final GroupNorm conv_norm_out' },
-  { bfl: 'encoder.down.{i}.block.{j}.{r}.{p}', diffusers: 'encoder.down_blocks.{i}.resnets.{j}.{r}.{p}', why: 'down/block vs down_blocks/resnets' },
-  { bfl: 'encoder.down.{i}.block.{j}.nin_shortcut.{p}', diffusers: 'encoder.down_blocks.{i}.resnets.{j}.conv_shortcut.{p}', why: 'LDM nin_shortcut is diffusers conv_shortcut' },
-  { bfl: 'encoder.down.{i}.downsample.conv.{p}', diffusers: 'encoder.down_blocks.{i}.downsamplers.0.conv.{p}', why: 'one downsampler per level, listed in diffusers' },
-  { bfl: 'decoder.up.{i}.block.{j}.{r}.{p}', diffusers: 'decoder.up_blocks.{u}.resnets.{j}.{r}.{p}', why: 'BFL indexes up by level (0 = full resolution), diffusers in execution order' },
-  { bfl: 'decoder.up.{i}.block.{j}.nin_shortcut.{p}', diffusers: 'decoder.up_blocks.{u}.resnets.{j}.conv_shortcut.{p}', why: 'reversed order and nin_shortcut vs conv_shortcut' },
-  { bfl: 'decoder.up.{i}.upsample.conv.{p}', diffusers: 'decoder.up_blocks.{u}.upsamplers.0.conv.{p}', why: 'reversed order, one upsampler per level' },
-  { bfl: '{side}.mid.block_1.{r}.{p}', diffusers: '{side}.mid_block.resnets.0.{r}.{p}', why: 'named mid resnets vs a list' },
-  { bfl: '{side}.mid.block_2.{r}.{p}', diffusers: '{side}.mid_block.resnets.1.{r}.{p}', why: 'named mid resnets vs a list' },
-  { bfl: '{side}.mid.attn_1.norm.{p}', diffusers: '{side}.mid_block.attentions.0.group_norm.{p}', why: 'diffusers Attention names its GroupNorm group_norm' },
-  { bfl: '{side}.mid.attn_1.q.{p}', diffusers: '{side}.mid_block.attentions.0.to_q.{p}', why: '1x1 conv vs linear', linearVsConv1x1: true },
-  { bfl: '{side}.mid.attn_1.k.{p}', diffusers: '{side}.mid_block.attentions.0.to_k.{p}', why: '1x1 conv vs linear', linearVsConv1x1: true },
-  { bfl: '{side}.mid.attn_1.v.{p}', diffusers: '{side}.mid_block.attentions.0.to_v.{p}', why: '1x1 conv vs linear', linearVsConv1x1: true },
-  { bfl: '{side}.mid.attn_1.proj_out.{p}', diffusers: '{side}.mid_block.attentions.0.to_out.0.{p}', why: '1x1 conv vs linear (to_out.1 is dropout)', linearVsConv1x1: true },
-]);
+const RESNETS = 'BFL down/up.{i}.block.{j} are diffusers down/up_blocks.{i}.resnets.{j}';
+const SHORTCUT = 'LDM nin_shortcut is diffusers conv_shortcut';
+const UP = 'BFL indexes decoder levels from full resolution (up.0), diffusers in execution order (up_blocks.0 = up.{L-1})';
+const ATTN = 'diffusers Attention: 1x1 convs q, k, v, proj_out are linears to_q, to_k, to_v, to_out.0 ([C, C] vs [C, C, 1, 1])';
 
-const SLOTS: Record<string, string> = {
-  side: '(encoder|decoder)',
-  i: '(\\d+)',
-  u: '(\\d+)',
-  j: '(\\d+)',
-  r: '(norm1|conv1|norm2|conv2)',
-  p: '(weight|bias)',
-};
-
-interface Compiled {
-  readonly re: RegExp;
-  readonly slots: string[];
-}
-
-function compile(template: string): Compiled {
-  const slots: string[] = [];
-  const src = template
-    .split(/(\{[a-z]+\})/)
-    .map((part) => {
-      const m = /^\{([a-z]+)\}$/.exec(part);
-      if (!m) return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      slots.push(m[1]);
-      return SLOTS[m[1]];
-    })
-    .join('');
-  return { re: new RegExp(`^${src}$`), slots };
-}
-
-const COMPILED = VAE_KEY_RULES.map((r) => ({ rule: r, bfl: compile(r.bfl), diffusers: compile(r.diffusers) }));
-
-function rename(name: string, from: 'bfl' | 'diffusers', levels: number): { name: string; rule: VaeKeyRule } | null {
-  const to = from === 'bfl' ? 'diffusers' : 'bfl';
-  for (const c of COMPILED) {
-    const m = c[from].re.exec(name);
-    if (!m) continue;
-    const v: Record<string, string> = {};
-    c[from].slots.forEach((s, k) => (v[s] = m[k + 1]));
-    if (v.u !== undefined) v.i = String(levels - 1 - Number(v.u));
-    if (v.i !== undefined) v.u = String(levels - 1 - Number(v.i));
-    if (Number(v.i) < 0 || Number(v.i) >= levels) return null;
-    return { name: c.rule[to].replace(/\{([a-z]+)\}/g, (_, s: string) => v[s]), rule: c.rule };
+/** The BFL module <- diffusers module table, over every level and block of `p`. */
+export function diffusersRenames(p: AutoEncoderParams): ModuleRename[] {
+  const levels = p.chMult.length;
+  const rows: ModuleRename[] = [];
+  const r = (model: string, checkpoint: string, why: string, op?: 'conv1x1') => rows.push({ model, checkpoint: [checkpoint], why, ...(op ? { op } : {}) });
+  for (const side of ['encoder', 'decoder']) {
+    r(`${side}.norm_out`, `${side}.conv_norm_out`, 'diffusers names the final GroupNorm conv_norm_out');
+    r(`${side}.mid.block_1`, `${side}.mid_block.resnets.0`, 'named mid resnets in BFL, a list in diffusers');
+    r(`${side}.mid.block_2`, `${side}.mid_block.resnets.1`, 'named mid resnets in BFL, a list in diffusers');
+    r(`${side}.mid.attn_1.norm`, `${side}.mid_block.attentions.0.group_norm`, 'diffusers Attention names its GroupNorm group_norm');
+    for (const [q, to] of [['q', 'to_q'], ['k', 'to_k'], ['v', 'to_v'], ['proj_out', 'to_out.0']]) {
+      r(`${side}.mid.attn_1.${q}`, `${side}.mid_block.attentions.0.${to}`, ATTN, 'conv1x1');
+    }
   }
-  return null;
-}
-
-/** diffusers `vae/` key -> BFL `ae.safetensors` key; null when no rule matches. `levels` = len(ch_mult). */
-export function diffusersToBflVaeKey(name: string, levels: number): string | null {
-  return rename(name, 'diffusers', levels)?.name ?? null;
-}
-
-/** BFL key -> diffusers key; null when no rule matches. */
-export function bflToDiffusersVaeKey(name: string, levels: number): string | null {
-  return rename(name, 'bfl', levels)?.name ?? null;
-}
-
-/** True when the names look like diffusers' AutoencoderKL (`down_blocks`, `up_blocks`, `mid_block`). */
-export function isDiffusersVaeNaming(names: Iterable<string>): boolean {
-  for (const n of names) if (/\.(down_blocks|up_blocks|mid_block)\./.test(n)) return true;
-  return false;
-}
-
-/** The BFL checkpoint shape of a diffusers tensor (attention linear [C, C] -> 1x1 conv [C, C, 1, 1]). */
-export function diffusersToBflVaeShape(diffusersName: string, shape: readonly number[], levels: number): readonly number[] {
-  const r = rename(diffusersName, 'diffusers', levels);
-  return r?.rule.linearVsConv1x1 && diffusersName.endsWith('.weight') && shape.length === 2 ? [...shape, 1, 1] : shape;
-}
-
-/**
- * Renames a diffusers-named VAE weight map to BFL names (the model's field names). Names no rule knows pass
- * through unchanged, so the strict loader reports them as unexpected. Attention weights get their 1x1 conv shape;
- * a tensor value among those is read back to float32 data (four small tensors), so no tensor is created here.
- */
-export function diffusersToBflVaeWeights(weights: ReadonlyMap<string, WeightValue>, levels: number): Map<string, WeightValue> {
-  const out = new Map<string, WeightValue>();
-  for (const [name, value] of weights) {
-    let bfl = diffusersToBflVaeKey(name, levels) ?? name;
-    if (out.has(bfl)) bfl = name; // two names for one weight: keep the original so the loader reports it
-    const shape = value instanceof tf.Tensor ? value.shape : value.shape;
-    const want = diffusersToBflVaeShape(name, shape, levels);
-    if (want === shape) out.set(bfl, value);
-    else out.set(bfl, { data: value instanceof tf.Tensor ? (value.dataSync() as Float32Array) : value.data, shape: want });
+  for (let i = 0; i < levels; i++) {
+    const u = levels - 1 - i;
+    for (let j = 0; j < p.numResBlocks + 1; j++) {
+      if (j < p.numResBlocks) {
+        r(`encoder.down.${i}.block.${j}`, `encoder.down_blocks.${i}.resnets.${j}`, RESNETS);
+        r(`encoder.down.${i}.block.${j}.nin_shortcut`, `encoder.down_blocks.${i}.resnets.${j}.conv_shortcut`, SHORTCUT);
+      }
+      r(`decoder.up.${i}.block.${j}`, `decoder.up_blocks.${u}.resnets.${j}`, UP);
+      r(`decoder.up.${i}.block.${j}.nin_shortcut`, `decoder.up_blocks.${u}.resnets.${j}.conv_shortcut`, `${UP}; ${SHORTCUT}`);
+    }
+    r(`encoder.down.${i}.downsample.conv`, `encoder.down_blocks.${i}.downsamplers.0.conv`, 'one downsampler per level, listed in diffusers');
+    r(`decoder.up.${i}.upsample.conv`, `decoder.up_blocks.${u}.upsamplers.0.conv`, `${UP}; one upsampler per level`);
   }
-  return out;
+  return rows;
+}
+
+/** The autoencoder of `p` read from a checkpoint in `format`. */
+export function autoEncoderLayout(p: AutoEncoderParams, format: AutoEncoderFormat): CheckpointLayout {
+  const spec = AutoEncoder.spec(p);
+  return {
+    format,
+    model: 'autoencoder',
+    spec,
+    rules: format === 'bfl-vae' ? identityRules(spec) : expandRenames(spec, diffusersRenames(p)),
+    error: VaeWeightsError,
+    hint: 'Check that the file is the FLUX.1 autoencoder (ae.safetensors or vae/diffusion_pytorch_model.safetensors) and that the config matches it.',
+  };
 }

@@ -1,20 +1,20 @@
 /**
- * Opens the FLUX autoencoder from disk: BFL's single `ae.safetensors` (dims: FLUX_VAE, the BFL ae_params), a diffusers
- * `vae/` folder (`config.json` + `diffusion_pytorch_model.safetensors`, dims from the config), a diffusers model root
- * holding `vae/`, or a single-file checkpoint whose VAE keys carry a `first_stage_model.` (LDM/ComfyUI) or `vae.`
- * prefix. Names go through the one rename table (weights/vae-keys.ts) and the strict walk (AutoEncoder.loadWeights).
+ * Opens the FLUX autoencoder: BFL's `ae.safetensors` (dims: FLUX_VAE, BFL's ae_params), a diffusers `vae/` folder or
+ * its file (dims from the `config.json` beside it), a diffusers model root holding `vae/`, or a single-file
+ * checkpoint whose VAE keys carry a `first_stage_model.` (LDM/ComfyUI) or `vae.` prefix. Format and prefix come from
+ * the header; names go through the layout (autoencoder/keys.ts) into the model's fields. Always resident.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { AutoEncoder, VaeWeightsError, type WeightValue } from './autoencoder.ts';
-import { autoEncoderParamsFromDiffusers, ConfigError, FLUX_VAE, type AutoEncoderParams } from '../transformer/config.ts';
-import { openCheckpoint, type Checkpoint } from '../weights/checkpoint.ts';
-
-/** Key prefixes of VAE weights inside larger single-file checkpoints, tried in this order. */
-export const VAE_KEY_PREFIXES = Object.freeze(['first_stage_model.', 'vae.']);
+import { join } from 'node:path';
+import { isDir, readJson } from '../shared/files.ts';
+import { autoEncoderParamsFromDiffusers, FLUX_VAE, type AutoEncoderParams } from './config.ts';
+import { memoryCheckpoint, openCheckpoint, type WeightValue } from '../weights/checkpoint.ts';
+import { CheckpointWeights } from '../weights/checkpoint-weights.ts';
+import { detectFormat, locateWeights, type WeightsLocation } from '../weights/detect.ts';
+import { AutoEncoder } from './autoencoder.ts';
+import { autoEncoderLayout, type AutoEncoderFormat } from './keys.ts';
 
 export interface LoadAutoEncoderOptions {
-  /** Dims to use instead of the folder's config.json (diffusers) or FLUX_VAE (BFL file). */
+  /** Dims to use instead of the config.json beside the weights (diffusers) or FLUX_VAE (BFL file). */
   params?: AutoEncoderParams;
 }
 
@@ -28,87 +28,56 @@ export interface LoadedAutoEncoder {
   prefix: string;
 }
 
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
+/** The dims of the autoencoder at `location`: given, from its diffusers config.json, or BFL's. */
+function paramsFor(location: WeightsLocation, given?: AutoEncoderParams): { params: AutoEncoderParams; source: string } {
+  if (given) return { params: given, source: 'options' };
+  if (location.config) {
+    const json = readJson(location.config, 'restore the vae/config.json of the model');
+    return { params: autoEncoderParamsFromDiffusers(json, location.config), source: location.config };
   }
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** The VAE keys of a checkpoint: those under the first prefix any key uses (stripped), otherwise all keys. */
-export function selectVaeKeys(names: Iterable<string>): { prefix: string; keys: Map<string, string> } {
-  const all = [...names];
-  for (const prefix of VAE_KEY_PREFIXES) {
-    const under = all.filter((n) => n.startsWith(prefix));
-    if (under.length > 0) return { prefix, keys: new Map(under.map((n) => [n.slice(prefix.length), n])) };
-  }
-  return { prefix: '', keys: new Map(all.map((n) => [n, n])) };
-}
-
-/** Resolves `path` to the weights to open and the config.json that goes with them (null for a BFL file). */
-async function locate(path: string): Promise<{ weights: string; config: string | null }> {
-  if (await isDir(path)) {
-    if (await isDir(join(path, 'vae'))) return locate(join(path, 'vae'));
-    const cfg = join(path, 'config.json');
-    const hasCfg = await isFile(cfg);
-    const diffusersFile = join(path, 'diffusion_pytorch_model.safetensors');
-    if (await isFile(diffusersFile)) return { weights: diffusersFile, config: hasCfg ? cfg : null };
-    const bfl = join(path, 'ae.safetensors');
-    if (await isFile(bfl)) return { weights: bfl, config: null };
-    return { weights: path, config: hasCfg ? cfg : null }; // openCheckpoint reports what it finds there
-  }
-  if (basename(path) === 'diffusion_pytorch_model.safetensors' || basename(path).endsWith('.safetensors.index.json')) {
-    const cfg = join(path, '..', 'config.json');
-    return { weights: path, config: (await isFile(cfg)) ? cfg : null };
-  }
-  return { weights: path, config: null };
+  return { params: FLUX_VAE, source: 'FLUX_VAE' };
 }
 
 /**
- * Loads the autoencoder at `path` (see the module comment for what it accepts). Throws SafetensorsError for an
- * unreadable file, ConfigError for a bad config.json, VaeWeightsError when the keys do not match the dims.
+ * Loads the autoencoder at `at` (see the module comment) or at a location model discovery found. Throws
+ * SafetensorsError for an unreadable file, ConfigError for a bad config.json, VaeWeightsError when the keys do not
+ * match the dims.
  */
-export async function loadAutoEncoder(path: string, opts: LoadAutoEncoderOptions = {}): Promise<LoadedAutoEncoder> {
-  const where = await locate(path);
-  let params: AutoEncoderParams;
-  let paramsSource: string;
-  if (opts.params) {
-    params = opts.params;
-    paramsSource = 'options';
-  } else if (where.config) {
-    let json: unknown;
-    try {
-      json = JSON.parse(await readFile(where.config, 'utf8'));
-    } catch (e) {
-      throw new ConfigError(where.config, `cannot read it as JSON (${(e as Error).message}); restore the vae/config.json of the model`);
-    }
-    params = autoEncoderParamsFromDiffusers(json, where.config);
-    paramsSource = where.config;
-  } else {
-    params = FLUX_VAE;
-    paramsSource = 'FLUX_VAE';
-  }
-  const ckpt: Checkpoint = await openCheckpoint(where.weights);
+export async function loadAutoEncoder(at: string | WeightsLocation, opts: LoadAutoEncoderOptions = {}): Promise<LoadedAutoEncoder> {
+  const location = typeof at === 'string' ? locateWeights(isDir(join(at, 'vae')) ? join(at, 'vae') : at, 'vae').location : at;
+  const { params, source } = paramsFor(location, opts.params);
+  const ckpt = await openCheckpoint(location.path);
   try {
-    const { prefix, keys } = selectVaeKeys(ckpt.tensors.keys());
-    if (keys.size === 0) throw new VaeWeightsError(`${ckpt.path} holds no tensors; pass the FLUX.1 ae.safetensors or the vae/ folder`);
-    const weights = new Map<string, WeightValue>();
-    for (const [name, stored] of keys) {
-      const info = ckpt.tensors.get(stored)!;
-      weights.set(name, { data: await ckpt.readFloat32(stored), shape: info.shape });
+    const weights = new CheckpointWeights(ckpt, autoEncoderLayout(params, location.format as AutoEncoderFormat), {
+      residency: 'resident',
+      prefix: location.prefix,
+    });
+    try {
+      await weights.loadAll();
+      return { ae: AutoEncoder.fromCheckpointWeights(params, weights), weightsPath: ckpt.path, paramsSource: source, prefix: location.prefix };
+    } catch (e) {
+      weights.dispose();
+      throw e;
     }
-    const ae = AutoEncoder.fromWeights(params, weights, prefix ? `${ckpt.path} (keys under "${prefix}")` : ckpt.path);
-    return { ae, weightsPath: ckpt.path, paramsSource, prefix };
   } finally {
     await ckpt.close();
+  }
+}
+
+/**
+ * The autoencoder from weights in memory (BFL or diffusers names, told apart by the keys), checked and built at
+ * once. The values are read, not kept: the caller still owns them.
+ */
+export function autoEncoderFromWeights(params: AutoEncoderParams, values: ReadonlyMap<string, WeightValue>, where = 'VAE weights'): AutoEncoder {
+  const reader = memoryCheckpoint(values, where);
+  const detected = detectFormat(reader.tensors.keys());
+  const format: AutoEncoderFormat = detected.format === 'diffusers-vae' ? 'diffusers-vae' : 'bfl-vae';
+  const weights = new CheckpointWeights(reader, autoEncoderLayout(params, format), { residency: 'resident', prefix: detected.format === format ? detected.prefix : '' });
+  try {
+    weights.loadAllSync();
+    return AutoEncoder.fromCheckpointWeights(params, weights);
+  } catch (e) {
+    weights.dispose();
+    throw e;
   }
 }

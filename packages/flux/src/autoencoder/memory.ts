@@ -17,7 +17,7 @@
  * covers it. Checked by packages/flux/test/vae.test.ts against the bytes tfjs actually holds (tf.profile peak) on each
  * backend: the estimate is 1.0x-2.5x of it (it over-counts, by design: choosing tiles too early only costs time).
  */
-import type { AutoEncoderParams } from '../transformer/config.ts';
+import type { AutoEncoderParams } from './config.ts';
 
 /** Must match attn-block.ts MAX_SCORE_ELEMENTS. */
 export const ATTN_MAX_SCORE_ELEMENTS = 1 << 26;

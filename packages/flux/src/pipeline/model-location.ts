@@ -1,21 +1,28 @@
 /**
- * Finding a FLUX.1 model on disk. Three layouts are understood:
+ * Finding a FLUX.1 model on disk, and deciding once, from the weight files' headers, what each component is:
+ * its format, key prefix, the transformer's variant and dims. Loaders and defaults take the result as given; no
+ * file or folder name is looked at. Three layouts are understood:
  *
  * 1. A diffusers folder (`model_index.json`, `transformer/`, `vae/`, `text_encoder/`, `text_encoder_2/`,
  *    `tokenizer/`, `tokenizer_2/`, `scheduler/`), e.g. `huggingface-cli download black-forest-labs/FLUX.1-schnell`.
- * 2. BFL single files: `flux1-schnell.safetensors` (or an fp8 variant) + `ae.safetensors` next to it (or given),
- *    with the text encoders, tokenizers and scheduler taken from a diffusers folder (`textEncoders`).
+ * 2. A BFL single file (`flux1-schnell.safetensors`, `flux1-dev.safetensors`, fp8 variants, or the same under any
+ *    name), or a folder holding one: the autoencoder is the VAE checkpoint beside it (or given), the text encoders,
+ *    tokenizers and scheduler come from a diffusers folder (`textEncoders`).
  * 3. The Hugging Face hub cache: `$HF_HUB_CACHE` (default `$HF_HOME/hub`, `~/.cache/huggingface/hub`)
  *    `/models--black-forest-labs--FLUX.1-schnell/snapshots/<rev>/`, which is a diffusers folder. A repo id
  *    (`black-forest-labs/FLUX.1-dev`) names one; with no model given the schnell snapshot is looked for.
  *
- * Only paths and small JSON files are read here; weights are opened by the pipeline stages.
+ * Only headers and small JSON files are read here (synchronously, milliseconds); weights are read by the stages.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FluxError, MODEL_DEFAULTS, type FluxVariant, type SchedulerConfig } from '@flux-ts/core';
 import { hfCacheDir, snapshotPath } from '../hub/cache.ts';
 import { DEFAULT_REPO } from '../hub/download.ts';
+import { isDir, isFile, readJson, type JsonErrorFactory } from '../shared/files.ts';
+import { fluxParamsFromDiffusers, fluxParamsFromShapes, type FluxParams } from '../transformer/config.ts';
+import { listCheckpoints, readCheckpointHeader, type CheckpointHeader } from '../weights/checkpoint.ts';
+import { detectFormat, FORMAT_MODEL, locateWeights, stripPrefix, type ModelKind, type WeightsLocation } from '../weights/detect.ts';
 
 /** A model that cannot be found, or a component that is missing or unreadable. */
 export class ModelNotFoundError extends FluxError {
@@ -25,69 +32,53 @@ export class ModelNotFoundError extends FluxError {
   }
 }
 
+/** The transformer's weights, variant and dims. */
+export interface TransformerLocation extends WeightsLocation {
+  variant: FluxVariant;
+  params: FluxParams;
+  /** Where the dims came from: a config.json, or the header's shapes. */
+  paramsFrom: string;
+}
+
 export interface ModelLocation {
   /** How the model was found. */
   layout: 'diffusers' | 'bfl' | 'hf-cache';
   /** A short human name ("black-forest-labs/FLUX.1-schnell", a folder or file name) for logs and metadata. */
   name: string;
+  /** From the transformer's header (a guidance embedder means dev). */
   variant: FluxVariant;
-  /** diffusers folder holding text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/ (and scheduler/). */
+  /** diffusers folder holding tokenizer/ and tokenizer_2/ (and the text encoders). */
   textEncoderRoot: string;
-  /** diffusers `transformer/` folder, or a BFL .safetensors file. */
-  transformer: string;
-  /** diffusers `transformer/config.json` (absent for BFL files: the variant's built-in config is used). */
-  transformerConfig?: string;
-  /** diffusers `vae/` folder, or a BFL `ae.safetensors` file. */
-  vae: string;
-  /** diffusers `vae/config.json` (absent for ae.safetensors). */
-  vaeConfig?: string;
+  transformer: TransformerLocation;
+  vae: WeightsLocation;
+  /** CLIP (`text_encoder/`). */
+  clip: WeightsLocation;
+  /** T5 (`text_encoder_2/`). */
+  t5: WeightsLocation;
   scheduler: SchedulerConfig;
 }
 
 export interface LocateOptions {
-  /** A diffusers folder, a BFL transformer .safetensors file, a hub snapshot, or a repo id ("org/name"). */
+  /** A diffusers folder, a BFL transformer .safetensors file (or a folder holding one), a hub snapshot, or a repo id. */
   model?: string;
-  /** For BFL files: the autoencoder file (default: ae.safetensors next to the transformer file). */
+  /** For BFL files: the autoencoder checkpoint (default: the VAE checkpoint beside the transformer file). */
   vae?: string;
   /** For BFL files: a diffusers folder (or repo id in the hub cache) with the text encoders and tokenizers. */
   textEncoders?: string;
+  /**
+   * For BFL files: a diffusers transformer config.json giving what the header's shapes cannot (the RoPE axes when
+   * the head dim is not 128). Default: the `config.json` beside the file, when there is one.
+   */
+  transformerConfig?: string;
   env?: NodeJS.ProcessEnv;
 }
 
 const TEXT_PARTS = ['text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2'] as const;
 const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+const DOWNLOAD_AGAIN = 'the download is incomplete, fetch the model again (pnpm flux download)';
 
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function isFile(p: string): boolean {
-  try {
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function readJson(path: string, what: string): Record<string, unknown> {
-  let raw: string;
-  try {
-    raw = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ModelNotFoundError(`${what} is missing: ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)}); the download is incomplete, fetch the model again (pnpm flux download)`, 'MODEL_COMPONENT_MISSING');
-  }
-  try {
-    const v = JSON.parse(raw) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch {
-    throw new ModelNotFoundError(`${what} is not valid JSON: ${path}; fetch the model again (pnpm flux download)`, 'MODEL_COMPONENT_CORRUPT');
-  }
-}
+const missingOrCorrupt: JsonErrorFactory = (code, message) =>
+  new ModelNotFoundError(message, code === 'FILE_NOT_FOUND' ? 'MODEL_COMPONENT_MISSING' : 'MODEL_COMPONENT_CORRUPT');
 
 /** Checks that every component folder a pipeline reads exists; names the first missing one. */
 function checkComponents(root: string, parts: readonly string[], label: string): void {
@@ -106,6 +97,17 @@ function checkComponents(root: string, parts: readonly string[], label: string):
   }
 }
 
+/** `locateWeights`, with its errors naming the component. */
+function component(path: string, model: ModelKind, label: string): { location: WeightsLocation; header: CheckpointHeader } {
+  try {
+    return locateWeights(path, model);
+  } catch (e) {
+    if (e instanceof ModelNotFoundError) throw e;
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new ModelNotFoundError(`${label}: ${msg}`, e instanceof FluxError && e.code === 'SAFETENSORS_NOT_FOUND' ? 'MODEL_COMPONENT_MISSING' : 'MODEL_COMPONENT_CORRUPT');
+  }
+}
+
 const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
 
 /** `scheduler/scheduler_config.json` -> SchedulerConfig (the variant's defaults for absent fields or file). */
@@ -113,7 +115,7 @@ export function readSchedulerConfig(root: string, variant: FluxVariant): Schedul
   const d = MODEL_DEFAULTS[variant].scheduler;
   const path = join(root, 'scheduler', 'scheduler_config.json');
   if (!isFile(path)) return d;
-  const c = readJson(path, 'scheduler/scheduler_config.json');
+  const c = readJson(path, DOWNLOAD_AGAIN, missingOrCorrupt);
   // Options of FlowMatchEulerDiscreteScheduler that the FLUX.1 configs leave off and core's schedule does not implement.
   const unsupported = [
     c.shift_terminal != null && `shift_terminal ${String(c.shift_terminal)}`,
@@ -138,26 +140,58 @@ export function readSchedulerConfig(root: string, variant: FluxVariant): Schedul
   });
 }
 
-/** A diffusers folder: every component present, the variant from transformer/config.json (guidance_embeds). */
+/**
+ * The transformer at `path`: format, prefix and variant from its header; dims from its diffusers config.json, or
+ * for a BFL file from the header's shapes (a config.json beside it, or `configPath`, gives the RoPE axes).
+ */
+export function locateTransformer(path: string, label: string, configPath?: string): TransformerLocation {
+  const { location, header } = component(path, 'transformer', label);
+  const variant = location.variant!;
+  let params: FluxParams;
+  let paramsFrom: string;
+  if (location.format === 'diffusers-transformer') {
+    if (!location.config) throw new ModelNotFoundError(`${label}: ${location.path} has no config.json beside it; the diffusers transformer needs its transformer/config.json`, 'MODEL_COMPONENT_MISSING');
+    params = fluxParamsFromDiffusers(readJson(location.config, DOWNLOAD_AGAIN, missingOrCorrupt), location.config);
+    paramsFrom = location.config;
+    if (params.guidanceEmbed !== (variant === 'dev')) {
+      throw new ModelNotFoundError(
+        `${label}: ${location.config} says guidance_embeds ${params.guidanceEmbed}, but the weights ${variant === 'dev' ? 'have' : 'lack'} a guidance embedder (${variant}); restore the matching config.json`,
+        'MODEL_COMPONENT_CORRUPT',
+      );
+    }
+  } else {
+    const beside = join(dirname(location.path), 'config.json');
+    const cfgPath = configPath ?? (isFile(beside) ? beside : undefined);
+    let axesDim: readonly number[] | undefined;
+    if (cfgPath) {
+      const json = readJson(cfgPath, 'pass the diffusers transformer config.json of this model', missingOrCorrupt);
+      if (configPath !== undefined || json._class_name === 'FluxTransformer2DModel' || 'axes_dims_rope' in json) axesDim = fluxParamsFromDiffusers(json, cfgPath).axesDim;
+    }
+    params = fluxParamsFromShapes(stripPrefix(header.tensors, location.prefix), { axesDim, source: location.path });
+    paramsFrom = axesDim ? `the header's shapes (RoPE axes from ${cfgPath})` : "the header's shapes";
+  }
+  return { ...location, variant, params, paramsFrom };
+}
+
+/** A diffusers folder: every component present; formats, variant and dims from the headers and configs. */
 export function diffusersLocation(root: string, layout: 'diffusers' | 'hf-cache' = 'diffusers', name = root): ModelLocation {
-  const index = readJson(join(root, 'model_index.json'), `${name}: model_index.json`);
+  const index = readJson(join(root, 'model_index.json'), DOWNLOAD_AGAIN, missingOrCorrupt);
   const cls = index._class_name;
   if (typeof cls === 'string' && !/^Flux/.test(cls)) {
     throw new ModelNotFoundError(`${name} is a ${cls} model, not a FLUX.1 pipeline (model_index.json _class_name); pass a FLUX.1 schnell or dev folder`, 'MODEL_NOT_FLUX');
   }
   checkComponents(root, ['transformer', 'vae', ...TEXT_PARTS], name);
-  const tcfg = readJson(join(root, 'transformer', 'config.json'), `${name}: transformer/config.json`);
-  const variant: FluxVariant = tcfg.guidance_embeds === true ? 'dev' : 'schnell';
+  const transformer = locateTransformer(join(root, 'transformer'), `${name}: transformer/`);
   return {
     layout,
     name,
-    variant,
+    variant: transformer.variant,
     textEncoderRoot: root,
-    transformer: join(root, 'transformer'),
-    transformerConfig: join(root, 'transformer', 'config.json'),
-    vae: join(root, 'vae'),
-    vaeConfig: join(root, 'vae', 'config.json'),
-    scheduler: readSchedulerConfig(root, variant),
+    transformer,
+    vae: component(join(root, 'vae'), 'vae', `${name}: vae/`).location,
+    clip: component(join(root, 'text_encoder'), 'clip', `${name}: text_encoder/`).location,
+    t5: component(join(root, 'text_encoder_2'), 't5', `${name}: text_encoder_2/`).location,
+    scheduler: readSchedulerConfig(root, transformer.variant),
   };
 }
 
@@ -176,18 +210,34 @@ function snapshotOrThrow(repo: string, env: NodeJS.ProcessEnv): string {
   return snap;
 }
 
-/** A first guess from the file name; the pipeline confirms it from the checkpoint keys (guidance_in.*). */
-function bflVariant(file: string): FluxVariant {
-  return /dev/i.test(basename(file)) ? 'dev' : 'schnell';
+/** The checkpoints of a folder with the model each holds (from their headers). */
+function classify(dir: string): { path: string; model: ModelKind | null }[] {
+  return listCheckpoints(dir).map((c) => {
+    const path = join(dir, c);
+    try {
+      const det = detectFormat(readCheckpointHeader(path).tensors.keys());
+      return { path, model: det.format === 'unknown' ? null : FORMAT_MODEL[det.format] };
+    } catch {
+      return { path, model: null }; // unreadable: not a candidate
+    }
+  });
 }
 
 function bflLocation(file: string, opts: LocateOptions, env: NodeJS.ProcessEnv): ModelLocation {
-  const vae = opts.vae ?? join(dirname(file), 'ae.safetensors');
-  if (!isFile(vae)) {
-    throw new ModelNotFoundError(
-      `autoencoder not found: ${vae}. A BFL transformer file needs ae.safetensors next to it (or --vae FILE); ` +
-        'it is in the black-forest-labs/FLUX.1-schnell repository', 'MODEL_COMPONENT_MISSING',
-    );
+  const transformer = locateTransformer(file, basename(file), opts.transformerConfig);
+  let vae: WeightsLocation;
+  if (opts.vae) {
+    vae = component(opts.vae, 'vae', 'autoencoder').location;
+  } else {
+    const beside = classify(dirname(transformer.path)).filter((c) => c.model === 'vae');
+    if (beside.length !== 1) {
+      throw new ModelNotFoundError(
+        `autoencoder not found: ${beside.length === 0 ? 'no' : beside.length} VAE checkpoint(s) beside ${transformer.path} (read from the headers); ` +
+          'put ae.safetensors next to it or pass --vae FILE; it is in the black-forest-labs/FLUX.1-schnell repository',
+        'MODEL_COMPONENT_MISSING',
+      );
+    }
+    vae = component(beside[0]!.path, 'vae', 'autoencoder').location;
   }
   let te = opts.textEncoders ?? env.FLUX_TEXT_ENCODERS;
   if (te && !isDir(te) && REPO_ID.test(te)) te = snapshotOrThrow(te, env);
@@ -200,15 +250,16 @@ function bflLocation(file: string, opts: LocateOptions, env: NodeJS.ProcessEnv):
     );
   }
   checkComponents(te, TEXT_PARTS, te);
-  const variant = bflVariant(file);
   return {
     layout: 'bfl',
     name: basename(file),
-    variant,
+    variant: transformer.variant,
     textEncoderRoot: te,
-    transformer: resolve(file),
-    vae: resolve(vae),
-    scheduler: MODEL_DEFAULTS[variant].scheduler,
+    transformer,
+    vae,
+    clip: component(join(te, 'text_encoder'), 'clip', `${te}: text_encoder/`).location,
+    t5: component(join(te, 'text_encoder_2'), 't5', `${te}: text_encoder_2/`).location,
+    scheduler: MODEL_DEFAULTS[transformer.variant].scheduler,
   };
 }
 
@@ -237,25 +288,26 @@ export function locateModel(opts: LocateOptions = {}): ModelLocation {
   }
   if (isDir(given)) {
     if (isFile(join(given, 'model_index.json'))) return diffusersLocation(resolve(given), 'diffusers', given);
-    // A repo cache folder (models--org--name) or a snapshots/ folder: take its newest snapshot.
+    // A repo cache folder (models--org--name) or its snapshots/ folder: take the newest snapshot.
     const snaps = isDir(join(given, 'snapshots')) ? join(given, 'snapshots') : basename(given) === 'snapshots' ? given : null;
     if (snaps) {
       const revs = readdirSync(snaps).map((r) => join(snaps, r)).filter((p) => isFile(join(p, 'model_index.json')));
       revs.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
       if (revs[0]) return diffusersLocation(revs[0], 'hf-cache', given);
     }
-    const st = readdirSync(given).filter((f) => /^flux1-.*\.safetensors$/.test(f));
-    if (st.length === 1) return bflLocation(join(given, st[0]!), opts, env);
+    const transformers = classify(given).filter((c) => c.model === 'transformer');
+    if (transformers.length === 1) return bflLocation(resolve(transformers[0]!.path), opts, env);
     throw new ModelNotFoundError(
-      `${given} is not a FLUX.1 model folder: no model_index.json (diffusers layout) and no single flux1-*.safetensors file; ` +
+      `${given} is not a FLUX.1 model folder: no model_index.json (diffusers layout) and ${transformers.length === 0 ? 'no' : transformers.length} ` +
+        'FLUX transformer checkpoint(s) among its .safetensors files (read from their headers); ' +
         'pass a diffusers FLUX.1 folder, a BFL flux1-schnell.safetensors file, or download one with `pnpm flux download`',
     );
   }
   if (isFile(given)) {
-    if (!given.endsWith('.safetensors')) {
+    if (!given.endsWith('.safetensors') && !given.endsWith('.safetensors.index.json')) {
       throw new ModelNotFoundError(`${given} is not a .safetensors file; pass a diffusers FLUX.1 folder or a BFL flux1-*.safetensors file`);
     }
-    return bflLocation(given, opts, env);
+    return bflLocation(resolve(given), opts, env);
   }
   if (REPO_ID.test(given) && !given.startsWith('.')) {
     return diffusersLocation(snapshotOrThrow(given, env), 'hf-cache', given);

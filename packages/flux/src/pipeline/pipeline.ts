@@ -39,13 +39,9 @@ import type { RgbImage } from '../image/types.ts';
 import { locateModel, type LocateOptions, type ModelLocation } from './model-location.ts';
 import { openAutoEncoder, openTextEncoders, openTransformer, verifyComponents, type OpenTransformer } from './components.ts';
 import { FLUX_TS_VERSION, pngTextFor, type GenerationMetadata } from './metadata.ts';
-import { PromptEmbeddingCache, type PromptEmbeddings, type TextEncoders } from '../text-encoders/text-encoders.ts';
+import { PromptEmbeddingCache, type PromptEmbeddings } from '../text-encoders/prompt-cache.ts';
+import type { TextEncoders } from '../text-encoders/text-encoders.ts';
 import type { Residency } from '../runtime/backend.ts';
-
-// The pipeline's public surface in one module (index.ts re-exports it).
-export * from './metadata.ts';
-export * from './model-location.ts';
-export * from '../image/index.ts';
 
 export type Stage = 'text' | 'image-encode' | 'denoise' | 'decode';
 
@@ -173,7 +169,6 @@ export class FluxPipeline {
   private textEncoders: TextEncoders | null = null;
   private transformer: OpenTransformer | null = null;
   private vae: AutoEncoder | null = null;
-  private verifiedVariant: FluxVariant | null = null;
 
   constructor(location: ModelLocation, options: PipelineOptions = {}) {
     this.location = location;
@@ -187,19 +182,23 @@ export class FluxPipeline {
     this.promptCache = new PromptEmbeddingCache(this.options.promptCacheSize);
   }
 
-  /** Finds the model (a diffusers folder, BFL files, the HF cache; see model-location.ts) and checks its parts. */
+  /**
+   * Finds the model (a diffusers folder, BFL files, the HF cache; see model-location.ts): every component's format,
+   * the variant and the transformer's dims are read from the headers here, so the defaults are the model's own.
+   */
   static load(model?: string | ModelLocation | LocateOptions, options: PipelineOptions = {}): FluxPipeline {
     const loc = typeof model === 'object' && 'layout' in model ? model : locateModel(typeof model === 'string' ? { model } : model ?? {});
     return new FluxPipeline(loc, options);
   }
 
-  /** Reads every component's config and weight-file header (no weights): a missing or corrupt part fails here. */
+  /** Checks every component's keys and shapes against its config, from the headers (no weights): a missing or corrupt part fails here. */
   async verify(): Promise<void> {
     await verifyComponents(this.location);
   }
 
+  /** The transformer's variant, from its header (model discovery). */
   get variant(): FluxVariant {
-    return this.verifiedVariant ?? this.location.variant;
+    return this.location.variant;
   }
 
   get scheduler(): SchedulerConfig {
@@ -235,7 +234,6 @@ export class FluxPipeline {
 
   private async withTransformer<T>(fn: (t: OpenTransformer) => Promise<T>): Promise<T> {
     const t = this.transformer ?? (await openTransformer(this.location, this.options.transformer));
-    this.verifiedVariant = t.variant;
     try {
       return await fn(t);
     } finally {

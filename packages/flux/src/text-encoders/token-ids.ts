@@ -1,22 +1,16 @@
 /**
- * What the text encoders need from their weights: named float32 tensors for one module at a time, and rows of an
- * embedding table gathered on the host (so a 32128 x 4096 table is never uploaded whole). Pure interface: the
- * checkpoint-backed implementation (streamed or resident) is in ../text-encoders.ts. Shared by t5/ and clip/.
+ * What T5 and CLIP share: their typed errors, and the check of token id rows (same length, in the vocabulary)
+ * both encoders run before gathering embedding rows.
  */
-import type * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
+import { WeightsError } from '../weights/validate.ts';
 
-export type Weights = Record<string, tf.Tensor>;
-
-export interface TextEncoderWeights {
-  /** Float32 tensors for these keys (model key names, e.g. `encoder.block.3.layer.0.SelfAttention.q.weight`). */
-  load(keys: readonly string[]): Promise<Weights>;
-  /** Done with tensors from `load`: a streamed source disposes them, a resident one keeps them. */
-  release(weights: Weights): void;
-  /** A hint that `keys` are loaded next: a streaming source may start reading them now. */
-  prefetch?(keys: readonly string[]): void;
-  /** Rows `ids` of the [V, D] table `key` as float32, row-major [ids.length, D]. */
-  rows(key: string, ids: ArrayLike<number>): Promise<Float32Array>;
+/** A text encoder checkpoint that does not match its config.json (missing, unexpected or mis-shaped keys). */
+export class TextEncoderWeightsError extends WeightsError {
+  constructor(message: string) {
+    super('TEXT_ENCODER_WEIGHTS', message);
+    this.name = 'TextEncoderWeightsError';
+  }
 }
 
 /** Bad input to an encoder (ids out of range, ragged batch, too long): a user error, not a bug. */
@@ -25,13 +19,6 @@ export class TextEncoderInputError extends FluxError {
     super('TEXT_ENCODER_INPUT', message);
     this.name = 'TextEncoderInputError';
   }
-}
-
-/** The tensors of `w` under `prefix`, keyed by the rest of the key (no copies). */
-export function scope(w: Weights, prefix: string): Weights {
-  const out: Weights = {};
-  for (const [k, t] of Object.entries(w)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = t;
-  return out;
 }
 
 /** Checks a batch of token id rows: same length, integers in [0, vocab). Returns [B, L] and the flat ids. */

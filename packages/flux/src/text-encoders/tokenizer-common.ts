@@ -1,4 +1,5 @@
 /** Pieces shared by the CLIP and T5 tokenizers: the result type and the added-token splitter. */
+import { FluxError } from '@flux-ts/core';
 
 /** How one prompt is tokenized for one text encoder. */
 export interface TokenizedPrompt {
@@ -75,4 +76,12 @@ function splitOn(text: string, tokens: AddedToken[]): Segment[] {
   }
   if (start < text.length) out.push({ text: text.slice(start) });
   return out;
+}
+
+/** A tokenizer folder or file that cannot be read or built. */
+export class TokenizerError extends FluxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TOKENIZER', message, options);
+    this.name = 'TokenizerError';
+  }
 }

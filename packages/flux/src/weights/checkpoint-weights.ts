@@ -1,272 +1,281 @@
 /**
- * WeightSources over a checkpoint reader (a safetensors file or a sharded set, weights/checkpoint.ts), in BFL or
- * diffusers layout. The reader does the I/O; these only pick keys, convert names and make tensors.
+ * `CheckpointWeights`: the one way every model (transformer, VAE, T5, CLIP) gets its weights from a checkpoint.
+ *
+ * Opening it checks the checkpoint against the layout (weights/layout.ts: the model's spec plus the rules of this
+ * checkpoint's layout) by names AND shapes, from the header alone. Then a model asks for one module at a time:
+ *   get(prefix)       the model tensors under `prefix` (keys relative to it), built by the one executor
+ *                     (weights/executor.ts) from the bytes as stored;
+ *   prefetch(prefix)  starts reading the next module's bytes while the current one computes;
+ *   release(...)      done with a module;
+ *   rows(key, ids)    rows of an embedding table, read by byte range (the table is never decoded whole).
+ * Residency: 'streamed' builds a module's tensors on every `get` and disposes them on `release` (one module on the
+ * device); 'resident' keeps what it built (the first `get`, or `loadAll`) until `dispose`. Same values either way.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type AssembleOp, type RawTensor } from './assemble.ts';
-import { WeightUploader } from './executor.ts';
-import { DTYPE_SIZES, type Dtype } from './dtypes.ts';
-import {
-  BFL_KEY_PREFIX,
-  detectTransformerFormat,
-  keyRulesUnder,
-  TransformerKeyError,
-  transformerKeyRules,
-  type TransformerFormat,
-} from '../transformer/keys.ts';
-import { fluxParamSpec, type FluxParams } from '../transformer/flux.ts';
-import { checkWeights, listKeys, type Weights, type WeightSource } from './spec.ts';
+import type { Residency } from '../runtime/backend.ts';
+import type { RawTensor } from './assemble.ts';
+import type { TensorReader } from './checkpoint.ts';
+import { DTYPE_SIZES, toFloat32 } from './dtypes.ts';
+import { WeightExecutor, placementOf, type Placement } from './executor.ts';
+import { sourceShapes, type CheckpointLayout, type Rule } from './layout.ts';
+import type { Weights } from './spec.ts';
+import { compareKeys, describeDiff, listKeys } from './validate.ts';
 
-/** What a source needs from a checkpoint (weights/checkpoint.ts `TensorReader` fits). */
-export interface WeightReader {
-  readonly path: string;
-  readonly tensors: ReadonlyMap<string, { shape: readonly number[]; dtype?: string }>;
-  readFloat32(name: string): Promise<Float32Array>;
-  /** The bytes as stored (dtype in `tensors`): lets the streamed path decode, concatenate and transpose in one pass. */
-  readBytes?(name: string): Promise<Uint8Array>;
-}
-
-/** ComfyUI "scaled fp8" marker key (an empty F8_E4M3 tensor), with or without the `model.diffusion_model.` prefix. */
-export const SCALED_FP8_MARKER = 'scaled_fp8';
+/** ComfyUI "scaled fp8" marker key (an empty tensor). */
+const SCALED_FP8_MARKER = 'scaled_fp8';
 const SCALE_WEIGHT = '.scale_weight';
 const SCALE_INPUT = '.scale_input';
 
-/**
- * A checkpoint's weights dequantized to float32. Plain fp8 files (F8_E4M3 / F8_E5M2 weights, as the community
- * `flux1-schnell-fp8` files ship them) need nothing beyond the dtype table of the reader. ComfyUI "scaled fp8" files
- * add a `scaled_fp8` marker and, next to a Linear's `X.weight`, a scalar `X.scale_weight` (dequantized weight =
- * fp8 value x scale_weight, comfy/ops.py `scaled_fp8_ops`) and sometimes `X.scale_input` (the activation scale of an
- * fp8 matmul, unused when computing in float32). This view hides those keys and applies `scale_weight` on read.
- * Other quantization schemes (per-channel scales, `weight_scale`, `comfy_quant`, GGUF) stay unexpected keys.
- */
-export class DequantizingReader implements WeightReader {
-  readonly tensors: ReadonlyMap<string, { shape: readonly number[]; dtype?: string }>;
-  /** weight key -> its scale_weight key */
-  readonly scales: ReadonlyMap<string, string>;
-  readonly scaled: boolean;
-
-  constructor(readonly inner: WeightReader) {
-    const tensors = new Map<string, { shape: readonly number[]; dtype?: string }>();
-    const scales = new Map<string, string>();
-    const bad: string[] = [];
-    let marker = false;
-    for (const [k, info] of inner.tensors) {
-      if (k === SCALED_FP8_MARKER || k === BFL_KEY_PREFIX + SCALED_FP8_MARKER) {
-        marker = true;
-        continue;
-      }
-      if (k.endsWith(SCALE_INPUT)) continue;
-      if (k.endsWith(SCALE_WEIGHT)) {
-        const w = k.slice(0, -SCALE_WEIGHT.length) + '.weight';
-        const n = info.shape.reduce((a, b) => a * b, 1);
-        if (n !== 1) bad.push(`${k} has shape [${info.shape.join(', ')}], a per-tensor scalar expected`);
-        else if (!inner.tensors.has(w)) bad.push(`${k} scales ${w}, which the file does not hold`);
-        else scales.set(w, k);
-        continue;
-      }
-      tensors.set(k, info);
-    }
-    if (bad.length) {
-      throw new TransformerKeyError(`${inner.path}: unsupported scaled-fp8 layout: ${listKeys(bad, 4)}. Use an unscaled fp8, bf16 or fp32 checkpoint.`);
-    }
-    this.tensors = tensors;
-    this.scales = scales;
-    this.scaled = marker || scales.size > 0;
-  }
-
-  get path(): string {
-    return this.inner.path;
-  }
-
-  async readFloat32(name: string): Promise<Float32Array> {
-    const data = await this.inner.readFloat32(name);
-    const sk = this.scales.get(name);
-    if (sk === undefined) return data;
-    const s = (await this.inner.readFloat32(sk))[0]!;
-    for (let i = 0; i < data.length; i++) data[i] = Math.fround(data[i]! * s);
-    return data;
-  }
-}
-
-/** `reader` itself when it holds no scaled-fp8 keys, else a DequantizingReader over it. */
-export function dequantizing(reader: WeightReader): WeightReader {
-  if (reader instanceof DequantizingReader) return reader;
-  const d = new DequantizingReader(reader);
-  return d.scaled ? d : reader;
-}
-
-function formatOf(reader: WeightReader): TransformerFormat {
-  const f = detectTransformerFormat(reader.tensors.keys());
-  if (!f) {
-    throw new TransformerKeyError(
-      `${reader.path} holds no FLUX transformer weights (no double_blocks.* / transformer_blocks.* keys); pass the transformer checkpoint`,
-    );
-  }
-  return f;
-}
-
-async function readTensor(reader: WeightReader, name: string): Promise<tf.Tensor> {
-  const info = reader.tensors.get(name)!;
-  return tf.tensor(await reader.readFloat32(name), [...info.shape], 'float32');
-}
-
-/** A tensor as stored (dtype, bytes, and the scaled-fp8 scale of a DequantizingReader), for `assemble`. */
-export async function readRaw(reader: WeightReader, name: string): Promise<RawTensor> {
-  const info = reader.tensors.get(name);
-  if (!info) throw new TransformerKeyError(`${reader.path} holds no tensor ${name}`);
-  if (reader instanceof DequantizingReader) {
-    const raw = await readRaw(reader.inner, name);
-    const sk = reader.scales.get(name);
-    return sk === undefined ? raw : { ...raw, scale: (await reader.inner.readFloat32(sk))[0]! };
-  }
-  if (reader.readBytes && info.dtype !== undefined && Object.hasOwn(DTYPE_SIZES, info.dtype)) {
-    return { dtype: info.dtype as Dtype, shape: info.shape, bytes: await reader.readBytes(name) };
-  }
-  const f = await reader.readFloat32(name);
-  return { dtype: 'F32', shape: info.shape, bytes: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) };
-}
-
-/** One model tensor of a module: its key relative to the module and the checkpoint tensors it is built from. */
-interface Target {
-  readonly key: string;
-  readonly sources: readonly string[];
-  readonly op: AssembleOp;
-}
-
-export interface StreamedWeightsOptions {
+export interface CheckpointWeightsOptions {
+  /** Default 'streamed'. */
+  residency?: Residency;
   /**
-   * Read the next module's bytes from disk while the current one computes (default true). Costs host memory for
-   * one module as stored (a full-size double block: 0.68 GB in bf16, 0.34 GB in fp8); false reads on demand only.
+   * Read the next module's bytes while the current one computes (default true). Costs host memory for one module
+   * as stored; false reads on demand only.
    */
   prefetch?: boolean;
+  /** Key prefix of this model's tensors in the file ('' = none); other keys belong to other models and are ignored. */
+  prefix?: string;
+  /** The checkpoint, for messages (default: the reader's path). */
+  where?: string;
 }
 
-/**
- * Streams one module at a time: `get(prefix)` reads that module's tensors and builds each model tensor on the host
- * in one pass (weights/assemble.ts: decode, diffusers -> BFL concat / half swap, Linear weights transposed to
- * [in, out]), then uploads it; `release` disposes them. Float32 on the device only for the module in use.
- * `prefetch(prefix)` starts reading the bytes of the module that comes next, so disk time overlaps compute.
- * The constructor checks the whole key set (and, for BFL files, every shape) before any data is read.
- */
-export class StreamedWeights implements WeightSource {
-  readonly format: TransformerFormat;
-  private readonly bflPrefix: string;
+export class CheckpointWeights {
+  readonly residency: Residency;
+  readonly prefix: string;
+  /** Bytes read for embedding rows so far. */
+  rowBytesRead = 0;
+  private readonly where: string;
   private readonly prefetching: boolean;
+  private readonly rules = new Map<string, Rule>();
+  private readonly placements = new Map<string, Placement>();
+  /**
+   * ComfyUI scaled fp8 (comfy/ops.py `scaled_fp8_ops`): next to a Linear's `X.weight` (fp8) a scalar
+   * `X.scale_weight` (dequantized weight = value x scale) and maybe `X.scale_input` (an fp8 matmul's activation
+   * scale, unused in float32). Checkpoint weight key -> its scale key.
+   */
+  private readonly scales = new Map<string, string>();
   /** Checkpoint key -> its bytes being read (the prefetched module only). */
   private readonly pending = new Map<string, Promise<RawTensor>>();
-  private readonly uploader = new WeightUploader();
+  /** Resident: model key -> the tensor built. */
+  private readonly kept = new Map<string, tf.Tensor>();
+  private readonly executor = new WeightExecutor();
 
-  readonly reader: WeightReader;
-
+  /** Checks every name and shape of the checkpoint against `layout` (no data read); throws `layout.error`. */
   constructor(
-    reader: WeightReader,
-    readonly layout: FluxParams,
-    options: StreamedWeightsOptions = {},
+    readonly reader: TensorReader,
+    readonly layout: CheckpointLayout,
+    options: CheckpointWeightsOptions = {},
   ) {
+    this.residency = options.residency ?? 'streamed';
+    this.prefix = options.prefix ?? '';
     this.prefetching = options.prefetch ?? true;
-    this.reader = dequantizing(reader);
-    reader = this.reader;
-    this.format = formatOf(reader);
-    const first = reader.tensors.keys().next().value as string | undefined;
-    this.bflPrefix = this.format === 'bfl' && first?.startsWith(BFL_KEY_PREFIX) ? BFL_KEY_PREFIX : '';
-    if (this.format === 'bfl') {
-      const infos: Record<string, { shape: readonly number[] }> = {};
-      for (const [k, v] of reader.tensors) infos[k.startsWith(this.bflPrefix) ? k.slice(this.bflPrefix.length) : k] = v;
-      checkWeights(fluxParamSpec(layout), infos, reader.path);
-    } else {
-      const wanted = new Set(transformerKeyRules(layout).flatMap((r) => r.diffusers));
-      const missing = [...wanted].filter((k) => !reader.tensors.has(k));
-      const unexpected = [...reader.tensors.keys()].filter((k) => !wanted.has(k));
-      if (missing.length || unexpected.length) {
-        const parts: string[] = [];
-        if (missing.length) parts.push(`missing ${missing.length} key(s): ${listKeys(missing)}`);
-        if (unexpected.length) parts.push(`unexpected ${unexpected.length} key(s): ${listKeys(unexpected)}`);
-        throw new TransformerKeyError(
-          `${reader.path} does not match the transformer config: ${parts.join('; ')}. ` +
-            'Check that it is a FLUX.1 transformer of the variant you asked for (schnell or dev).',
-        );
+    this.where = (options.where ?? reader.path) + (this.prefix ? ` (keys under "${this.prefix}")` : '');
+    for (const r of layout.rules) {
+      this.rules.set(r.key, r);
+      this.placements.set(r.key, placementOf(r.key, layout.spec[r.key]!, layout.tables));
+    }
+    this.validate();
+  }
+
+  private fail(problem: string): never {
+    throw new this.layout.error(`${this.where} does not match the ${this.layout.model}: ${problem}. ${this.layout.hint}`);
+  }
+
+  /** The one validation: the file's keys under the prefix (scale keys set aside) against the layout's table. */
+  private validate(): void {
+    const actual = new Map<string, { shape: readonly number[] }>();
+    const badScales: string[] = [];
+    for (const [name, info] of this.reader.tensors) {
+      if (!name.startsWith(this.prefix)) continue;
+      const key = name.slice(this.prefix.length);
+      if (key === SCALED_FP8_MARKER || key.endsWith(SCALE_INPUT)) continue; // the marker announces the scales; input scales are unused in float32
+      if (key.endsWith(SCALE_WEIGHT)) {
+        const w = key.slice(0, -SCALE_WEIGHT.length) + '.weight';
+        if (info.shape.reduce((a, b) => a * b, 1) !== 1) badScales.push(`${key} has shape [${info.shape.join(', ')}], a per-tensor scalar expected`);
+        else if (!this.reader.tensors.has(this.prefix + w)) badScales.push(`${key} scales ${w}, which the file does not hold`);
+        else this.scales.set(w, key);
+        continue;
       }
+      actual.set(key, info);
     }
+    if (badScales.length) this.fail(`unsupported scaled-fp8 layout: ${listKeys(badScales, 4)}; use an unscaled fp8, bf16 or fp32 checkpoint`);
+    const expected = new Map<string, readonly number[]>();
+    for (const r of this.layout.rules) {
+      const shapes = sourceShapes(r, this.layout.spec[r.key]!);
+      r.from.forEach((k, i) => expected.set(k, shapes[i]!));
+    }
+    const diff = compareKeys(actual, { tensors: expected, optional: this.layout.optional });
+    const problem = describeDiff(diff);
+    if (problem) this.fail(problem);
   }
 
-  /** The model tensors under `prefix` (BFL names) and the checkpoint tensors each is built from. */
-  private targets(prefix: string): Target[] {
-    if (this.format === 'bfl') {
-      const full = this.bflPrefix + prefix;
-      return [...this.reader.tensors.keys()].filter((k) => k.startsWith(full)).map((k) => ({ key: k.slice(full.length), sources: [k], op: 'rename' as const }));
-    }
-    return keyRulesUnder(prefix, this.layout).map((r) => ({ key: r.bfl.slice(prefix.length), sources: r.diffusers, op: r.op }));
+  /** The model keys under `prefix`, in spec order. */
+  keysUnder(prefix: string): string[] {
+    return [...this.rules.keys()].filter((k) => k.startsWith(prefix));
   }
 
-  /** The bytes of `name`: the prefetched read when there is one, else a new read. */
-  private raw(name: string): Promise<RawTensor> {
-    const p = this.pending.get(name);
+  /** A checkpoint tensor as stored (its scaled-fp8 scale attached). */
+  private async readRaw(key: string): Promise<RawTensor> {
+    const name = this.prefix + key;
+    const info = this.reader.tensors.get(name)!;
+    const raw: RawTensor = { dtype: info.dtype, shape: info.shape, bytes: await this.reader.readBytes(name) };
+    const sk = this.scales.get(key);
+    return sk === undefined ? raw : { ...raw, scale: await this.readScale(sk) };
+  }
+
+  private async readScale(key: string): Promise<number> {
+    const info = this.reader.tensors.get(this.prefix + key)!;
+    return toFloat32(info.dtype, await this.reader.readBytes(this.prefix + key))[0]!;
+  }
+
+  /** The bytes of `key`: the prefetched read when there is one, else a new read. */
+  private raw(key: string): Promise<RawTensor> {
+    const p = this.pending.get(key);
     if (p) {
-      this.pending.delete(name);
+      this.pending.delete(key);
       return p;
     }
-    const q = readRaw(this.reader, name);
+    const q = this.readRaw(key);
     q.catch(() => undefined); // awaited by the caller; this only keeps an abandoned read from being "unhandled"
     return q;
   }
 
+  private build(key: string, parts: readonly RawTensor[]): tf.Tensor {
+    const rule = this.rules.get(key)!;
+    try {
+      return this.executor.build(rule, parts, this.placements.get(key)!);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      this.fail(`cannot build ${key} from ${rule.from.join(', ')}: ${e.message}`);
+    }
+  }
+
+  /** Starts reading the bytes of the module under `prefix` (the one wanted next); drops older prefetches. */
   prefetch(prefix: string): void {
     if (!this.prefetching) return;
-    const names = this.targets(prefix).flatMap((t) => t.sources);
+    const names = this.keysUnder(prefix).filter((k) => !this.kept.has(k)).flatMap((k) => this.rules.get(k)!.from);
     const keep = new Set(names);
     for (const k of this.pending.keys()) if (!keep.has(k)) this.pending.delete(k); // one module ahead, no more
     for (const k of names) {
       if (this.pending.has(k)) continue;
-      const q = readRaw(this.reader, k);
+      const q = this.readRaw(k);
       q.catch(() => undefined); // a failed prefetch surfaces when get() awaits it
       this.pending.set(k, q);
     }
   }
 
+  /** The model tensors under `prefix`, keyed by the rest of the key. */
   async get(prefix: string): Promise<Weights> {
-    const targets = this.targets(prefix);
-    const raws = new Map<string, Promise<RawTensor>>();
-    for (const t of targets) for (const k of t.sources) raws.set(k, this.raw(k));
+    const keys = this.keysUnder(prefix);
+    const reads = new Map<string, Promise<RawTensor>>();
+    for (const k of keys) if (!this.kept.has(k)) for (const src of this.rules.get(k)!.from) reads.set(src, this.raw(src));
     const out: Weights = {};
+    const made: tf.Tensor[] = [];
     try {
-      for (const t of targets) {
-        const parts = await Promise.all(t.sources.map((k) => raws.get(k)!));
-        for (const k of t.sources) raws.delete(k); // let the bytes go once used
-        const transpose = parts[0]!.shape.length === 2 && t.key.endsWith('weight');
-        try {
-          out[t.key] = this.uploader.tensor(parts, t.op, transpose);
-        } catch (e) {
-          if (!(e instanceof RangeError)) throw e;
-          throw new TransformerKeyError(`${this.reader.path}: cannot build ${prefix}${t.key} from ${t.sources.join(', ')}: ${e.message}`);
+      for (const k of keys) {
+        let t = this.kept.get(k);
+        if (!t) {
+          const from = this.rules.get(k)!.from;
+          const parts = await Promise.all(from.map((src) => reads.get(src)!));
+          for (const src of from) reads.delete(src); // let the bytes go once used
+          t = this.build(k, parts);
+          made.push(t);
         }
+        out[k.slice(prefix.length)] = t;
       }
-      return out;
     } catch (e) {
-      tf.dispose(Object.values(out));
+      tf.dispose(made);
+      throw e;
+    }
+    if (this.residency === 'resident') for (const k of keys) this.kept.set(k, out[k.slice(prefix.length)]!);
+    return out;
+  }
+
+  /** Resident weights already built (`loadAll`): the tensors under `prefix`, keyed by the rest of the key. */
+  loaded(prefix: string): Weights {
+    const out: Weights = {};
+    for (const k of this.keysUnder(prefix)) {
+      const t = this.kept.get(k);
+      if (!t) throw new Error(`loaded: ${k} is not built yet (resident weights: call loadAll first)`);
+      out[k.slice(prefix.length)] = t;
+    }
+    return out;
+  }
+
+  /** Done with tensors from `get`: streamed disposes them, resident keeps them. */
+  release(_prefix: string, weights: Weights): void {
+    if (this.residency === 'resident') return;
+    tf.dispose(Object.values(weights));
+  }
+
+  /** Resident: builds every tensor now (reading the whole checkpoint once). */
+  async loadAll(): Promise<void> {
+    if (this.residency !== 'resident') throw new Error('loadAll: only resident weights keep what they build');
+    await this.get('');
+  }
+
+  /** `loadAll` for a reader that has the bytes at hand (memoryCheckpoint). */
+  loadAllSync(): void {
+    if (this.residency !== 'resident') throw new Error('loadAllSync: only resident weights keep what they build');
+    const sync = this.reader.readBytesSync?.bind(this.reader);
+    if (!sync) throw new Error(`loadAllSync: ${this.reader.path} cannot be read synchronously`);
+    const made: tf.Tensor[] = [];
+    try {
+      for (const [key, rule] of this.rules) {
+        if (this.kept.has(key)) continue;
+        if (rule.from.some((src) => this.scales.has(src))) throw new Error('loadAllSync: scaled fp8 needs loadAll');
+        const parts = rule.from.map((src): RawTensor => {
+          const info = this.reader.tensors.get(this.prefix + src)!;
+          return { dtype: info.dtype, shape: info.shape, bytes: sync(this.prefix + src) };
+        });
+        const t = this.build(key, parts);
+        made.push(t);
+        this.kept.set(key, t);
+      }
+    } catch (e) {
+      for (const t of made) t.dispose();
+      this.kept.clear();
       throw e;
     }
   }
 
-  release(_prefix: string, weights: Weights): void {
-    tf.dispose(Object.values(weights));
+  /** Rows `ids` of the [V, D] table `key` (a model key) as float32, row-major [ids.length, D], read by byte range. */
+  async rows(key: string, ids: ArrayLike<number>): Promise<Float32Array> {
+    const rule = this.rules.get(key);
+    if (!rule || rule.op !== 'rename') throw new Error(`rows: ${key} is not a table of the ${this.layout.model}`);
+    const name = this.prefix + rule.from[0]!;
+    const info = this.reader.tensors.get(name)!;
+    const [V, D] = info.shape as [number, number];
+    const rowBytes = D * DTYPE_SIZES[info.dtype];
+    const scale = this.scales.has(rule.from[0]!) ? await this.readScale(this.scales.get(rule.from[0]!)!) : undefined;
+    const out = new Float32Array(ids.length * D);
+    const cache = new Map<number, Float32Array>();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new this.layout.error(`token id ${id} is outside ${key} [${V}, ${D}]`);
+      let row = cache.get(id);
+      if (!row) {
+        row = toFloat32(info.dtype, (await this.reader.readRange(name, id * rowBytes, (id + 1) * rowBytes)).slice());
+        if (scale !== undefined) for (let j = 0; j < row.length; j++) row[j] = Math.fround(row[j]! * scale);
+        this.rowBytesRead += rowBytes;
+        cache.set(id, row);
+      }
+      out.set(row, i * D);
+    }
+    return out;
   }
 
-  /** Drops prefetched bytes (reads in flight finish and are discarded) and the scratch buffer. */
-  clearPrefetch(): void {
+  /** Tensors kept on the device (resident). */
+  get residentTensors(): number {
+    return this.kept.size;
+  }
+
+  /** Frees what was kept, drops prefetched bytes (reads in flight finish and are discarded) and the scratch buffer. */
+  dispose(): void {
+    for (const t of this.kept.values()) t.dispose();
+    this.kept.clear();
     this.pending.clear();
-    this.uploader.clear();
+    this.executor.clear();
   }
-}
-
-/** Every tensor of the reader as float32 tensors, in the reader's own names (for `Flux.fromTensors`). */
-export async function readAllWeights(reader: WeightReader): Promise<Weights> {
-  reader = dequantizing(reader);
-  const out: Weights = {};
-  try {
-    for (const k of reader.tensors.keys()) out[k] = await readTensor(reader, k);
-  } catch (e) {
-    tf.dispose(Object.values(out));
-    throw e;
-  }
-  return out;
 }

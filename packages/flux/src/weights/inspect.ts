@@ -1,29 +1,32 @@
 /**
  * `flux inspect`: what is in a checkpoint file, a sharded index or a model folder, read from the headers alone
  * (a 23.8 GB transformer answers in milliseconds). Reports the format, the variant, counts, dtypes, and the keys
- * that are missing, unexpected or of the wrong shape against the expected FLUX.1 architecture.
+ * that are missing, unexpected or of the wrong shape against the expected FLUX.1 architecture (weights/architectures.ts:
+ * the models' specs through the layouts' rules), compared by the loader's own check (weights/validate.ts).
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FluxError } from '@flux-ts/core';
-import {
-  autoEncoderParamsFromDiffusers,
-  clipTextConfigFromJson,
-  fluxParamsFromDiffusers,
-  t5ConfigFromJson,
-  type FluxVariant,
-} from '../transformer/config.ts';
+import { autoEncoderParamsFromDiffusers } from '../autoencoder/config.ts';
+import { clipTextConfigFromJson } from '../clip/config.ts';
+import { fluxParamsFromDiffusers, type FluxVariant } from '../transformer/config.ts';
+import { t5ConfigFromJson } from '../t5/config.ts';
 import {
   clipTextArchitecture,
   diffusersTransformerArchitecture,
   diffusersVaeArchitecture,
   t5EncoderArchitecture,
+  defaultArchitecture,
   type Architecture,
-  type WeightsFormat,
 } from './architectures.ts';
-import { openCheckpoint } from './checkpoint.ts';
-import { compareArchitecture, defaultArchitecture, detectFormat, stripPrefix, type Mismatch } from './detect.ts';
+import { listCheckpoints, readCheckpointHeader } from './checkpoint.ts';
+import { detectFormat, stripPrefix } from './detect.ts';
+import { DTYPE_SIZES } from './dtypes.ts';
+import type { WeightsFormat } from './layout.ts';
+import { compareKeys, type Mismatch } from './validate.ts';
 import { formatBytes } from '../format.ts';
+import { isDir, readJson } from '../shared/files.ts';
 
 export type InspectFormat = WeightsFormat | 'diffusers-pipeline' | 'folder' | 'unknown';
 
@@ -75,8 +78,8 @@ export async function inspectPath(path: string): Promise<InspectReport> {
 
 /** One checkpoint: a .safetensors file or a sharded index. */
 export async function inspectCheckpoint(path: string): Promise<InspectReport> {
-  const ckpt = await openCheckpoint(path);
-  try {
+  const ckpt = readCheckpointHeader(path);
+  {
     const det = detectFormat(ckpt.tensors.keys());
     const tensors = stripPrefix(ckpt.tensors, det.prefix);
     const dtypes: Record<string, number> = {};
@@ -85,7 +88,7 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
     for (const t of tensors.values()) {
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
       parameters += t.shape.reduce((a, b) => a * b, 1);
-      bytes += t.dataOffsets[1] - t.dataOffsets[0];
+      bytes += t.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZES[t.dtype];
     }
     const base = {
       path,
@@ -101,17 +104,15 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
       const notes = ['not a FLUX.1 transformer, VAE, T5 or CLIP checkpoint: no known key names (keys are not checked)'];
       return { ...base, ...counts, missing: [], unexpected: [], mismatched: [], notes };
     }
-    const { arch, from, notes } = await expectedArchitecture(det.format, det.variant, dirname(path));
+    const { arch, from, notes } = expectedArchitecture(det.format, det.variant, dirname(ckpt.path));
     return {
       ...base,
       expectedParameters: arch.parameters,
       ...counts,
       expectedFrom: from,
-      ...compareArchitecture(tensors, arch),
+      ...compareKeys(tensors, arch),
       ...(notes.length ? { notes } : {}),
     };
-  } finally {
-    await ckpt.close();
   }
 }
 
@@ -119,11 +120,11 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
  * The architecture to compare with: built from the dims of the `config.json` beside the weights when it is the
  * config of that kind of model (diffusers / transformers folders), else the full-size FLUX.1 defaults.
  */
-async function expectedArchitecture(
+function expectedArchitecture(
   format: WeightsFormat,
   variant: FluxVariant | undefined,
   dir: string,
-): Promise<{ arch: Architecture; from: string; notes: string[] }> {
+): { arch: Architecture; from: string; notes: string[] } {
   const notes: string[] = [];
   const fallback = () => ({
     arch: defaultArchitecture(format, variant),
@@ -132,9 +133,9 @@ async function expectedArchitecture(
   });
   if (format === 'bfl-transformer' || format === 'bfl-vae') return fallback();
   const configPath = join(dir, 'config.json');
-  const json = await readJson(configPath, true);
-  if (json === undefined) return fallback();
-  const c = json as Record<string, unknown>;
+  if (!existsSync(configPath)) return fallback();
+  const json = readJson(configPath, 're-download the file');
+  const c = json;
   const cls = typeof c._class_name === 'string' ? c._class_name : undefined;
   const modelType = typeof c.model_type === 'string' ? c.model_type : undefined;
   let arch: Architecture | undefined;
@@ -159,64 +160,23 @@ async function expectedArchitecture(
   return { arch, from: configPath, notes };
 }
 
-async function readJson(path: string, optional: boolean): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    if (optional && (cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new FluxError('IO', `${path}: cannot read (${(cause as NodeJS.ErrnoException).code ?? cause})`, { cause });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new FluxError('INVALID_CONFIG', `${path}: not valid JSON (${cause instanceof Error ? cause.message : cause}); re-download the file`, { cause });
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new FluxError('INVALID_CONFIG', `${path}: must hold a JSON object`);
-  }
-  return json;
-}
-
-/** The checkpoints directly in a folder: indexes, plus .safetensors files that no index names as a shard. */
-async function folderCheckpoints(dir: string): Promise<string[]> {
-  const names = (await readdir(dir)).sort();
-  const indexes = names.filter((n) => n.endsWith(INDEX_SUFFIX));
-  const shards = new Set<string>();
-  for (const idx of indexes) {
-    try {
-      const wm = (JSON.parse(await readFile(join(dir, idx), 'utf8')) as { weight_map?: Record<string, unknown> }).weight_map;
-      for (const f of Object.values(wm ?? {})) if (typeof f === 'string') shards.add(f);
-    } catch {
-      // openCheckpoint reports a broken index when it is inspected
-    }
-  }
-  const files = names.filter((n) => n.endsWith('.safetensors') && !shards.has(n) && !/-\d{5}-of-\d{5}\.safetensors$/.test(n));
-  return [...indexes, ...files];
-}
-
-async function isDir(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
-}
-
 /** A folder: a diffusers pipeline (model_index.json), one component folder, or a folder of separate checkpoints. */
 async function inspectFolder(dir: string): Promise<InspectReport> {
   const modelIndex = join(dir, 'model_index.json');
   if ((await stat(modelIndex).catch(() => undefined))?.isFile()) return inspectPipeline(dir, modelIndex);
-  const ckpts = await folderCheckpoints(dir);
+  const ckpts = listCheckpoints(dir);
   if (ckpts.length === 1) return inspectCheckpoint(join(dir, ckpts[0]));
   const components: Record<string, InspectReport> = {};
   if (ckpts.length > 1) {
     for (const c of ckpts) components[c] = await inspectCheckpoint(join(dir, c));
   } else {
-    for (const sub of (await readdir(dir)).sort()) {
+    for (const sub of readdirSync(dir).sort()) {
       const p = join(dir, sub);
-      if ((await isDir(p)) && (await folderCheckpoints(p)).length > 0) components[sub] = await inspectFolder(p);
+      if (isDir(p) && listCheckpoints(p).length > 0) components[sub] = await inspectFolder(p);
     }
   }
   if (Object.keys(components).length === 0) {
-    const orphans = (await readdir(dir)).filter((n) => n.endsWith('.safetensors')).sort();
+    const orphans = readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort();
     if (orphans.length > 0) {
       throw new FluxError('NOT_FOUND', `${dir}: holds shard files (${orphans.slice(0, 3).join(', ')}${orphans.length > 3 ? ', …' : ''}) but no *${INDEX_SUFFIX} naming them; download the index file too, or pass one shard`);
     }
@@ -226,7 +186,7 @@ async function inspectFolder(dir: string): Promise<InspectReport> {
 }
 
 async function inspectPipeline(dir: string, modelIndexPath: string): Promise<InspectReport> {
-  const index = (await readJson(modelIndexPath, false)) as Record<string, unknown>;
+  const index = readJson(modelIndexPath, 're-download the file');
   const components: Record<string, InspectReport> = {};
   const missing: string[] = [];
   const notes: string[] = [];
@@ -235,10 +195,10 @@ async function inspectPipeline(dir: string, modelIndexPath: string): Promise<Ins
     const cls = String(value[1]);
     const sub = join(dir, name);
     const want = PIPELINE_WEIGHT_CLASSES[cls];
-    const hasWeights = (await isDir(sub)) && (await folderCheckpoints(sub)).length > 0;
+    const hasWeights = isDir(sub) && listCheckpoints(sub).length > 0;
     if (!hasWeights) {
       if (want) missing.push(`${name}/ (${cls} weights)`);
-      else if (!(await isDir(sub))) missing.push(`${name}/ (${cls})`);
+      else if (!isDir(sub)) missing.push(`${name}/ (${cls})`);
       continue;
     }
     const report = await inspectFolder(sub);

@@ -7,6 +7,7 @@
  * sized by the file, and reads each tensor's byte range on demand. `parseHeader` is the single
  * validation path, shared by the file reader and the in-memory `decodeSafetensors`.
  */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { open, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { FluxError } from '@flux-ts/core';
@@ -375,6 +376,53 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * The header alone, read synchronously (model discovery reads every component's header this way, in
+   * milliseconds); the same validation and errors as `open`.
+   */
+  static readHeaderSync(path: string): ParsedHeader {
+    const expected = 'a .safetensors file';
+    let fileSize: number;
+    try {
+      const s = statSync(path);
+      if (s.isDirectory()) throw new SafetensorsError(path, `is a directory; expected ${expected}`, { code: 'SAFETENSORS_NOT_FOUND' });
+      if (!s.isFile()) throw new SafetensorsError(path, `is not a regular file; expected ${expected}`, { code: 'SAFETENSORS_NOT_FOUND' });
+      fileSize = s.size;
+    } catch (cause) {
+      if (cause instanceof SafetensorsError) throw cause;
+      const code = (cause as NodeJS.ErrnoException).code;
+      const missing = code === 'ENOENT' || code === 'ENOTDIR';
+      throw new SafetensorsError(path, missing ? `file not found; expected ${expected}` : `cannot read (${code ?? String(cause)}); expected ${expected}`, {
+        code: missing ? 'SAFETENSORS_NOT_FOUND' : 'SAFETENSORS_IO',
+        cause,
+      });
+    }
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (cause) {
+      throw new SafetensorsError(path, `cannot open (${(cause as NodeJS.ErrnoException).code ?? String(cause)})`, { code: 'SAFETENSORS_IO', cause });
+    }
+    try {
+      const read = (into: Uint8Array, position: number, what: string) => {
+        let done = 0;
+        while (done < into.byteLength) {
+          const n = readSync(fd, into, done, Math.min(READ_CHUNK, into.byteLength - done), position + done);
+          if (n === 0) throw new SafetensorsError(path, `file ended while reading ${what}; was it truncated?`, { code: 'SAFETENSORS_TRUNCATED' });
+          done += n;
+        }
+      };
+      const prefix = new Uint8Array(Math.min(8, fileSize));
+      read(prefix, 0, 'the header length');
+      const n = parseHeaderLength(prefix, fileSize, path);
+      const json = new Uint8Array(n);
+      read(json, 8, 'the header');
+      return parseHeaderJson(json, fileSize, path);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw unknownTensorError(this.path, name, this.tensors.keys(), this.tensors.size);
@@ -388,16 +436,25 @@ export class SafetensorsFile {
   /** Raw little-endian bytes of a tensor, in a fresh (8-byte aligned) buffer. */
   async readBytes(name: string): Promise<Uint8Array> {
     const t = this.info(name);
+    return this.readRange(name, 0, t.dataOffsets[1] - t.dataOffsets[0]);
+  }
+
+  /** Bytes [begin, end) of a tensor's data (e.g. a few rows of an embedding table), in a fresh buffer. */
+  async readRange(name: string, begin: number, end: number): Promise<Uint8Array> {
+    const t = this.info(name);
     const fh = this.#fh;
     if (!fh) throw new SafetensorsError(this.path, 'file is closed', { tensor: name, code: 'SAFETENSORS_CLOSED' });
-    const [begin, end] = t.dataOffsets;
+    const size = t.dataOffsets[1] - t.dataOffsets[0];
+    if (!(Number.isSafeInteger(begin) && Number.isSafeInteger(end) && 0 <= begin && begin <= end && end <= size)) {
+      throw new RangeError(`${this.path}: bytes [${begin}, ${end}) are outside tensor ${JSON.stringify(name)} (${size} bytes)`);
+    }
     const len = end - begin;
     if (len > bufferConstants.MAX_LENGTH) {
       throw new SafetensorsError(this.path, `tensor is ${len} bytes, larger than the ${bufferConstants.MAX_LENGTH}-byte maximum buffer of this Node.js`, { tensor: name });
     }
     const out = new Uint8Array(len);
     try {
-      await readExactly(fh, out, this.dataStart + begin, this.path, `tensor ${JSON.stringify(name)}`);
+      await readExactly(fh, out, this.dataStart + t.dataOffsets[0] + begin, this.path, `tensor ${JSON.stringify(name)}`);
     } catch (e) {
       if (e instanceof SafetensorsError) throw e;
       throw new SafetensorsError(this.path, `read failed (${e instanceof Error ? e.message : String(e)})`, { tensor: name, code: 'SAFETENSORS_IO', cause: e });

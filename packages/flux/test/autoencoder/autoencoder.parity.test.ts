@@ -11,14 +11,15 @@ import {
   AutoEncoder,
   VaeInputError,
   VaeWeightsError,
-  fromDiffusersConfig,
   imageToRgbBytes,
   rgbBytesToImage,
   type AutoEncoderParams,
-  type WeightValue,
 } from '../../src/autoencoder/autoencoder.ts';
+import { autoEncoderParamsFromDiffusers } from '../../src/autoencoder/config.ts';
+import { autoEncoderFromWeights } from '../../src/autoencoder/load.ts';
+import type { WeightValue } from '../../src/weights/checkpoint.ts';
 import { activationBudget, estimateDecodeMemory, estimateEncodeMemory, WASM_HEAP_LIMIT_BYTES } from '../../src/autoencoder/memory.ts';
-import { FLUX_VAE } from '../../src/transformer/config.ts';
+import { FLUX_VAE } from '../../src/autoencoder/config.ts';
 
 const TOL = 1e-5;
 
@@ -41,7 +42,7 @@ let encSample: Record<string, FixtureTensor>;
 let tiledEnc: Record<string, FixtureTensor>;
 
 beforeAll(async () => {
-  params = fromDiffusersConfig(await loadJsonFixture('vae', 'vae-tiny.config.json'));
+  params = autoEncoderParamsFromDiffusers(await loadJsonFixture('vae', 'vae-tiny.config.json'));
   bflWeights = toMap(await loadFixture('vae', 'vae-tiny.bfl.safetensors'));
   diffusersWeights = toMap(await loadFixture('vae', 'vae-tiny.diffusers.safetensors'));
   enc = await loadFixture('vae', 'encode.safetensors');
@@ -49,7 +50,7 @@ beforeAll(async () => {
   tiled = await loadFixture('vae', 'tiled.safetensors');
   encSample = await loadFixture('vae', 'encode-sample.safetensors');
   tiledEnc = await loadFixture('vae', 'tiled-encode.safetensors');
-  ae = AutoEncoder.fromWeights(params, bflWeights, 'vae-tiny.bfl.safetensors');
+  ae = autoEncoderFromWeights(params, bflWeights, 'vae-tiny.bfl.safetensors');
 });
 
 afterAll(() => ae?.dispose());
@@ -104,7 +105,7 @@ describe('AutoEncoder parity vs diffusers AutoencoderKL (tiny FLUX config, 48x32
   });
 
   it('loads the same weights under diffusers names (table in vae-keys.ts) with identical outputs', () => {
-    const ae2 = AutoEncoder.fromWeights(params, diffusersWeights, 'vae-tiny.diffusers.safetensors');
+    const ae2 = autoEncoderFromWeights(params, diffusersWeights, 'vae-tiny.diffusers.safetensors');
     const z = tensor4(dec.z);
     const a = ae.decode(z);
     const b = ae2.decode(z);
@@ -282,7 +283,7 @@ describe('AutoEncoder memory and errors', () => {
     w.set('encoder.conv_in.bias', { data: new Float32Array(9), shape: [9] });
     let err: unknown;
     try {
-      AutoEncoder.fromWeights(params, w);
+      autoEncoderFromWeights(params, w);
     } catch (e) {
       err = e;
     }

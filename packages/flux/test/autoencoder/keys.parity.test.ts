@@ -1,17 +1,15 @@
 /**
- * The BFL <-> diffusers VAE key table against the full-size key lists (test/fixtures/keys/{bfl,diffusers}-vae.json,
- * made from the real reference classes), and the model's expected parameters against the BFL list.
+ * The BFL <- diffusers VAE rename table (src/autoencoder/keys.ts) against the full-size key lists
+ * (test/fixtures/keys/{bfl,diffusers}-vae.json, made from the real reference classes), and the model's own spec
+ * against the BFL list.
  */
 import { describe, expect, it } from 'vitest';
 import { loadJsonFixture } from '../../../../test/harness/fixtures.ts';
-import { FLUX_VAE } from '../../src/transformer/config.ts';
 import { AutoEncoder } from '../../src/autoencoder/autoencoder.ts';
-import {
-  bflToDiffusersVaeKey,
-  diffusersToBflVaeKey,
-  diffusersToBflVaeShape,
-  isDiffusersVaeNaming,
-} from '../../src/autoencoder/keys.ts';
+import { FLUX_VAE } from '../../src/autoencoder/config.ts';
+import { autoEncoderLayout } from '../../src/autoencoder/keys.ts';
+import { sourceShapes } from '../../src/weights/layout.ts';
+import { detectFormat } from '../../src/weights/detect.ts';
 
 interface KeyList {
   parameters: number;
@@ -19,19 +17,23 @@ interface KeyList {
 }
 
 describe('VAE key table (full-size FLUX autoencoder)', () => {
-  it('maps every diffusers key to the BFL key and shape, and back', async () => {
+  const rules = autoEncoderLayout(FLUX_VAE, 'diffusers-vae').rules;
+  const ruleFrom = (diffusersKey: string) => rules.find((r) => r.from.includes(diffusersKey));
+
+  it('maps every diffusers key to the BFL key and shape, one to one', async () => {
     const bfl = await loadJsonFixture<KeyList>('keys', 'bfl-vae.json');
     const diff = await loadJsonFixture<KeyList>('keys', 'diffusers-vae.json');
     const mapped = new Map<string, readonly number[]>();
-    for (const [k, shape] of Object.entries(diff.tensors)) {
-      const b = diffusersToBflVaeKey(k, 4);
-      expect(b, k).not.toBeNull();
-      mapped.set(b!, diffusersToBflVaeShape(k, shape, 4));
-      expect(bflToDiffusersVaeKey(b!, 4)).toBe(k);
+    const sources = new Map<string, number[]>();
+    for (const r of rules) {
+      expect(r.from, r.key).toHaveLength(1);
+      mapped.set(r.key, AutoEncoder.spec(FLUX_VAE)[r.key]!);
+      sources.set(r.from[0]!, sourceShapes(r, AutoEncoder.spec(FLUX_VAE)[r.key]!)[0]!);
     }
-    expect(new Map(Object.entries(bfl.tensors))).toEqual(mapped);
-    expect(isDiffusersVaeNaming(Object.keys(diff.tensors))).toBe(true);
-    expect(isDiffusersVaeNaming(Object.keys(bfl.tensors))).toBe(false);
+    expect(sources).toEqual(new Map(Object.entries(diff.tensors)));
+    expect(mapped).toEqual(new Map(Object.entries(bfl.tensors)));
+    expect(detectFormat(Object.keys(diff.tensors)).format).toBe('diffusers-vae');
+    expect(detectFormat(Object.keys(bfl.tensors)).format).toBe('bfl-vae');
   });
 
   it('the model built from FLUX_VAE expects exactly the BFL ae.safetensors keys and shapes', async () => {
@@ -45,12 +47,14 @@ describe('VAE key table (full-size FLUX autoencoder)', () => {
   });
 
   it('spot checks: reversed up blocks, shortcut rename, attention reshape', () => {
-    expect(diffusersToBflVaeKey('decoder.up_blocks.0.upsamplers.0.conv.weight', 4)).toBe('decoder.up.3.upsample.conv.weight');
-    expect(diffusersToBflVaeKey('decoder.up_blocks.3.resnets.0.conv_shortcut.bias', 4)).toBe('decoder.up.0.block.0.nin_shortcut.bias');
-    expect(diffusersToBflVaeKey('encoder.mid_block.attentions.0.to_out.0.weight', 4)).toBe('encoder.mid.attn_1.proj_out.weight');
-    expect(diffusersToBflVaeShape('encoder.mid_block.attentions.0.to_q.weight', [512, 512], 4)).toEqual([512, 512, 1, 1]);
-    expect(diffusersToBflVaeShape('encoder.mid_block.attentions.0.to_q.bias', [512], 4)).toEqual([512]);
-    expect(diffusersToBflVaeKey('decoder.up_blocks.4.resnets.0.conv1.weight', 4)).toBeNull();
-    expect(diffusersToBflVaeKey('quant_conv.weight', 4)).toBeNull();
+    expect(ruleFrom('decoder.up_blocks.0.upsamplers.0.conv.weight')?.key).toBe('decoder.up.3.upsample.conv.weight');
+    expect(ruleFrom('decoder.up_blocks.3.resnets.0.conv_shortcut.bias')?.key).toBe('decoder.up.0.block.0.nin_shortcut.bias');
+    expect(ruleFrom('encoder.mid_block.attentions.0.to_out.0.weight')?.key).toBe('encoder.mid.attn_1.proj_out.weight');
+    const q = ruleFrom('encoder.mid_block.attentions.0.to_q.weight')!;
+    expect(q.op).toBe('conv1x1');
+    expect(sourceShapes(q, [512, 512, 1, 1])).toEqual([[512, 512]]);
+    expect(ruleFrom('encoder.mid_block.attentions.0.to_q.bias')?.op).toBe('rename');
+    expect(ruleFrom('decoder.up_blocks.4.resnets.0.conv1.weight')).toBeUndefined();
+    expect(ruleFrom('quant_conv.weight')).toBeUndefined();
   });
 });

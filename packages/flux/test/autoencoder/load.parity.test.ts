@@ -1,7 +1,7 @@
 /**
- * loadAutoEncoder (packages/flux/src/vae.ts): a diffusers vae/ folder (dims from its config.json), a model root holding
+ * loadAutoEncoder (src/autoencoder/load.ts): a diffusers vae/ folder (dims from its config.json), a model root holding
  * vae/, a BFL-named single file, and single-file checkpoints with `first_stage_model.` / `vae.` prefixes, all through
- * the strict walk. The tiny fixtures come from test/reference/gen_vae.py.
+ * the one validation. The tiny fixtures come from test/reference/gen_vae.py.
  */
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FluxError } from '@flux-ts/core';
 import { compareArrays } from '../../../../test/harness/compare.ts';
 import { fixturePath, loadFixture, loadJsonFixture, type FixtureTensor } from '../../../../test/harness/fixtures.ts';
-import { AutoEncoder, VaeWeightsError, fromDiffusersConfig, type AutoEncoderParams } from '../../src/autoencoder/autoencoder.ts';
-import { loadAutoEncoder, selectVaeKeys } from '../../src/autoencoder/load.ts';
+import { AutoEncoder, VaeWeightsError, type AutoEncoderParams } from '../../src/autoencoder/autoencoder.ts';
+import { autoEncoderParamsFromDiffusers } from '../../src/autoencoder/config.ts';
+import { loadAutoEncoder } from '../../src/autoencoder/load.ts';
+import { detectFormat } from '../../src/weights/detect.ts';
 import { writeSafetensors, type NamedTensor } from '../../src/weights/safetensors.ts';
 
 let dir: string;
@@ -29,7 +31,7 @@ function named(rec: Record<string, FixtureTensor>, prefix: string, extra: Record
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flux-vae-load-'));
-  params = fromDiffusersConfig(await loadJsonFixture('vae', 'vae-tiny.config.json'));
+  params = autoEncoderParamsFromDiffusers(await loadJsonFixture('vae', 'vae-tiny.config.json'));
   bfl = await loadFixture('vae', 'vae-tiny.bfl.safetensors');
   const dec = await loadFixture('vae', 'decode.safetensors');
   z = tf.tensor4d(dec.z.data as Float32Array, dec.z.shape as [number, number, number, number]);
@@ -98,9 +100,10 @@ describe('loadAutoEncoder', () => {
     expect((err as Error).message).toContain('config.json');
   });
 
-  it('selectVaeKeys takes the first prefix present, else every key', () => {
-    expect(selectVaeKeys(['first_stage_model.a', 'vae.b', 'c']).prefix).toBe('first_stage_model.');
-    expect([...selectVaeKeys(['vae.b', 'c']).keys]).toEqual([['b', 'vae.b']]);
-    expect(selectVaeKeys(['a', 'b']).keys.size).toBe(2);
+  it('the prefix is the one the header shows the VAE keys under', () => {
+    const keys = Object.keys(bfl);
+    expect(detectFormat(keys.map((k) => `first_stage_model.${k}`)).prefix).toBe('first_stage_model.');
+    expect(detectFormat([...keys.map((k) => `vae.${k}`), 'model.diffusion_model.img_in.weight']).prefix).toBe('vae.');
+    expect(detectFormat(keys)).toEqual({ format: 'bfl-vae', prefix: '' });
   });
 });

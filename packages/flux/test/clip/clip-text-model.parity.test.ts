@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { fixturePath, loadFixture } from '../../../../test/harness/fixtures.ts';
 import { clipPoolIndices } from '../../src/clip/clip-text-model.ts';
+import { loadClipTextModel } from '../../src/text-encoders/load.ts';
 import { TextEncoderInputError } from '../../src/text-encoders/token-ids.ts';
-import { loadClipTextModel } from '../../src/text-encoders/text-encoders.ts';
 import { clipTextArchitecture } from '../../src/weights/architectures.ts';
 
 const TOL = 1e-5;

@@ -1,18 +1,18 @@
 /**
- * Finding a model (model-location.ts) and the library-level behaviour of the pipeline beyond parity:
- * the Hugging Face cache layout (HF_HOME / HF_HUB_CACHE, repo ids), BFL single files, error messages,
- * abort, keepLoaded, and the PNG metadata fallbacks.
+ * Finding a model (src/pipeline/model-location.ts): the Hugging Face cache layout (HF_HOME / HF_HUB_CACHE, repo
+ * ids), BFL single files under any name (format, variant and dims from the header), error messages.
  */
-import { mkdir, mkdtemp, rm, symlink, writeFile, readdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixturePath } from '../../../../test/harness/fixtures.ts';
-import { encodePng } from '../../src/image/index.ts';
-import { diffusersLocation, locateModel, ModelNotFoundError } from '../../src/pipeline/model-location.ts';
-import { FluxPipeline } from '../../src/pipeline/pipeline.ts';
-import { a1111Parameters, readGenerationMetadata, type GenerationMetadata } from '../../src/pipeline/metadata.ts';
+import { fixturePath, loadJsonFixture } from '../../../../test/harness/fixtures.ts';
+import { FLUX_VAE } from '../../src/autoencoder/config.ts';
+import { locateModel, ModelNotFoundError } from '../../src/pipeline/model-location.ts';
+import { FLUX_DEV, FLUX_SCHNELL, fluxParamsFromDiffusers } from '../../src/transformer/config.ts';
+import { bflTransformerArchitecture, bflVaeArchitecture } from '../../src/weights/architectures.ts';
+import { writeSparseSafetensors } from '../../src/weights/safetensors.ts';
+import { TINY_DEV, writeTinyDevBfl } from './helpers.ts';
 
 const MODEL = fixturePath('pipeline', 'tiny-flux');
 const SHA = '0123456789abcdef0123456789abcdef01234567';
@@ -37,9 +37,19 @@ afterAll(async () => {
 });
 
 describe('locateModel', () => {
-  it('reads a diffusers folder: variant from transformer/config.json, scheduler from scheduler/', () => {
+  it('reads a diffusers folder: format and prefix of each component from its header, the variant from the transformer weights, scheduler from scheduler/', () => {
     const loc = locateModel({ model: MODEL, env: {} });
-    expect(loc).toMatchObject({ layout: 'diffusers', variant: 'schnell', textEncoderRoot: MODEL, transformer: join(MODEL, 'transformer'), vae: join(MODEL, 'vae') });
+    const file = (part: string, name: string) => join(MODEL, part, name);
+    expect(loc).toMatchObject({
+      layout: 'diffusers',
+      variant: 'schnell',
+      textEncoderRoot: MODEL,
+      transformer: { path: file('transformer', 'diffusion_pytorch_model.safetensors'), format: 'diffusers-transformer', prefix: '', config: file('transformer', 'config.json') },
+      vae: { path: file('vae', 'diffusion_pytorch_model.safetensors'), format: 'diffusers-vae', prefix: '', config: file('vae', 'config.json') },
+      clip: { path: file('text_encoder', 'model.safetensors'), format: 'clip-text' },
+      t5: { path: file('text_encoder_2', 'model.safetensors'), format: 't5-encoder', prefix: '' },
+    });
+    expect(loc.transformer.params.guidanceEmbed).toBe(false);
     expect(loc.scheduler.shift).toBe(1);
   });
 
@@ -65,19 +75,26 @@ describe('locateModel', () => {
     expect(() => locateModel({ model: join(dir, 'missing-folder'), env })).toThrow(/not found/);
   });
 
-  it('BFL single files: ae.safetensors next to them, text encoders from a diffusers folder', async () => {
+  it('BFL single files: the VAE beside them and the variant found from the headers, text encoders from a diffusers folder', async () => {
     const bfl = join(dir, 'bfl');
     await mkdir(bfl, { recursive: true });
-    await writeFile(join(bfl, 'flux1-schnell.safetensors'), '');
+    const sparse = (file: string, arch: { tensors: Map<string, number[]> }) =>
+      writeSparseSafetensors(join(bfl, file), [...arch.tensors].map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape })));
+    await sparse('flux1-schnell.safetensors', bflTransformerArchitecture(FLUX_SCHNELL));
     const env = { HF_HOME: join(dir, 'nothing') };
-    expect(() => locateModel({ model: join(bfl, 'flux1-schnell.safetensors'), env })).toThrow(/autoencoder not found: .*ae\.safetensors/);
-    await writeFile(join(bfl, 'ae.safetensors'), '');
+    expect(() => locateModel({ model: join(bfl, 'flux1-schnell.safetensors'), env })).toThrow(/autoencoder not found: no VAE checkpoint\(s\) beside .*ae\.safetensors/);
+    await sparse('vae-weights.safetensors', bflVaeArchitecture(FLUX_VAE));
     expect(() => locateModel({ model: join(bfl, 'flux1-schnell.safetensors'), env })).toThrow(/needs the text encoders.*--text-encoders/);
     const loc = locateModel({ model: bfl, textEncoders: MODEL, env });
-    expect(loc).toMatchObject({ layout: 'bfl', variant: 'schnell', textEncoderRoot: MODEL, vae: join(bfl, 'ae.safetensors') });
-    expect(loc.transformerConfig).toBeUndefined();
-    await writeFile(join(bfl, 'flux1-dev.safetensors'), '');
-    expect(locateModel({ model: join(bfl, 'flux1-dev.safetensors'), textEncoders: MODEL, env }).variant).toBe('dev');
+    expect(loc).toMatchObject({ layout: 'bfl', variant: 'schnell', textEncoderRoot: MODEL, vae: { path: join(bfl, 'vae-weights.safetensors'), format: 'bfl-vae', prefix: '' } });
+    expect(loc.transformer).toMatchObject({ format: 'bfl-transformer', prefix: '', variant: 'schnell', params: FLUX_SCHNELL, paramsFrom: "the header's shapes" });
+    // the name says schnell, the header says dev: the header wins
+    const misnamed = join(dir, 'bfl-misnamed');
+    await mkdir(misnamed, { recursive: true });
+    await writeSparseSafetensors(join(misnamed, 'flux1-schnell.safetensors'), [...bflTransformerArchitecture(FLUX_DEV).tensors].map(([name, shape]) => ({ name: `model.diffusion_model.${name}`, dtype: 'BF16' as const, shape })));
+    const dev = locateModel({ model: join(misnamed, 'flux1-schnell.safetensors'), vae: join(bfl, 'vae-weights.safetensors'), textEncoders: MODEL, env });
+    expect(dev).toMatchObject({ variant: 'dev', transformer: { prefix: 'model.diffusion_model.', params: FLUX_DEV } });
+    expect(dev.scheduler.use_dynamic_shifting).toBe(true);
   });
 
   it('names a missing component of a diffusers folder', async () => {
@@ -88,65 +105,37 @@ describe('locateModel', () => {
   });
 });
 
-describe('FluxPipeline (library behaviour)', () => {
-  it('rejects bad options with one message each', async () => {
-    const pipe = new FluxPipeline(diffusersLocation(MODEL));
-    await expect(pipe.generate({ prompt: 'x', width: 40, height: 32 })).rejects.toThrow(/width must be a multiple of 16/);
-    await expect(pipe.generate({ prompt: 'x', width: 32, height: 32, steps: 0 })).rejects.toThrow(/steps must be an integer/);
-    await expect(pipe.generate({ prompt: 'x', width: 32, height: 32, latents: new Float32Array(10) })).rejects.toThrow(/latents .* expected \[1, 16, 4, 4\]/);
-    await expect(pipe.generate({ prompt: 'x', width: 32, height: 32, image: new Uint8Array([1, 2, 3]) })).rejects.toThrow(/neither a PNG nor a JPEG/);
+describe('a tiny dev checkpoint in BFL format saved as model.safetensors', () => {
+  it('has its format, variant and dims read from the header; the RoPE axes from the config.json beside it', async () => {
+    const d = join(dir, 'tiny-bfl-dev');
+    await mkdir(d, { recursive: true });
+    await writeTinyDevBfl(join(d, 'model.safetensors'));
+    const env = {};
+    const opts = { model: join(d, 'model.safetensors'), textEncoders: MODEL, vae: join(MODEL, 'vae'), env };
+    // a head dim of 8 does not tell the RoPE axes
+    expect(() => locateModel(opts)).toThrow(/head dim of 8, not FLUX\.1's 128, so its RoPE axes cannot be told/);
+    const config = await loadJsonFixture('pipeline', 'tiny-flux-dev/transformer/config.json');
+    const want = fluxParamsFromDiffusers(config);
+    const viaOption = locateModel({ ...opts, transformerConfig: join(TINY_DEV, 'transformer', 'config.json') });
+    expect(viaOption.transformer.params).toEqual(want);
+    await copyFile(join(TINY_DEV, 'transformer', 'config.json'), join(d, 'config.json'));
+    const loc = locateModel(opts);
+    expect(loc).toMatchObject({ layout: 'bfl', name: 'model.safetensors', variant: 'dev', vae: { format: 'diffusers-vae' } });
+    expect(loc.transformer).toMatchObject({ format: 'bfl-transformer', variant: 'dev', params: want });
+    expect(loc.transformer.paramsFrom).toContain('RoPE axes from');
+    expect(loc.scheduler).toMatchObject({ use_dynamic_shifting: true, shift: 3 });
+    // the folder alone: its one transformer checkpoint is found by its header
+    expect(locateModel({ ...opts, model: d }).transformer.path).toBe(join(d, 'model.safetensors'));
   });
 
-  it('an aborted run stops between steps and leaks no tensors', async () => {
-    const pipe = new FluxPipeline(diffusersLocation(MODEL));
-    const before = tf.memory().numTensors;
-    const ac = new AbortController();
-    await expect(pipe.generate({ prompt: 'x', width: 32, height: 32, steps: 4, seed: 1, signal: ac.signal, onStep: ({ step }) => { if (step === 2) ac.abort(); } }))
-      .rejects.toThrow(/aborted after 2 of 4 steps/);
-    expect(tf.memory().numTensors).toBe(before);
-  });
-
-  it('keepLoaded gives the same image twice and dispose() frees every tensor', async () => {
-    const before = tf.memory().numTensors;
-    const pipe = new FluxPipeline(diffusersLocation(MODEL), { keepLoaded: true, transformer: 'resident', textEncoders: 'resident' });
-    const a = await pipe.generate({ prompt: 'a lighthouse', width: 32, height: 48, steps: 2, seed: 9 });
-    const b = await pipe.generate({ prompt: 'a lighthouse', width: 32, height: 48, steps: 2, seed: 9 });
-    expect(Buffer.from(a.images[0]!.rgb).equals(Buffer.from(b.images[0]!.rgb))).toBe(true);
-    expect(pipe.promptCache.hits).toBeGreaterThan(0);
-    const streamed = await new FluxPipeline(diffusersLocation(MODEL)).generate({ prompt: 'a lighthouse', width: 32, height: 48, steps: 2, seed: 9 });
-    expect(Buffer.from(streamed.images[0]!.rgb).equals(Buffer.from(a.images[0]!.rgb))).toBe(true);
-    expect(a.timings.stepMs).toHaveLength(2);
-    await pipe.dispose();
-    expect(tf.memory().numTensors).toBe(before);
-  });
-
-  it('verify() names a corrupt component before anything runs', async () => {
-    const m = join(dir, 'corrupt');
-    await mkdir(join(m, 'vae'), { recursive: true });
-    for (const e of await readdir(MODEL)) if (e !== 'vae') await symlink(join(MODEL, e), join(m, e));
-    await writeFile(join(m, 'vae', 'config.json'), await readFile(join(MODEL, 'vae', 'config.json')));
-    await writeFile(join(m, 'vae', 'diffusion_pytorch_model.safetensors'), 'not a safetensors file at all');
-    await expect(new FluxPipeline(diffusersLocation(m)).verify()).rejects.toThrow(/vae.*diffusion_pytorch_model\.safetensors/);
-  });
-});
-
-describe('PNG generation metadata', () => {
-  const m: GenerationMetadata = {
-    prompt: 'a cat, "quoted", 猫', seed: 42, steps: 4, guidance: 3.5, width: 512, height: 256, model: 'black-forest-labs/FLUX.1-schnell',
-    variant: 'schnell', max_sequence_length: 256, num_images: 1, index: 0, version: '0.1.0',
-  };
-  const img = { width: 2, height: 2, data: new Uint8Array(12) };
-
-  it('reads the JSON chunk back exactly', () => {
-    expect(readGenerationMetadata(encodePng(img, { 'flux-ts': JSON.stringify(m), parameters: a1111Parameters(m) }))).toEqual(m);
-  });
-
-  it('falls back to the A1111 parameters chunk', () => {
-    const got = readGenerationMetadata(encodePng(img, { parameters: a1111Parameters({ ...m, strength: 0.6 }) }));
-    expect(got).toMatchObject({ prompt: m.prompt, seed: 42, steps: 4, width: 512, height: 256, guidance: 3.5, strength: 0.6 });
-  });
-
-  it('a PNG without parameters is a typed error', () => {
-    expect(() => readGenerationMetadata(encodePng(img), 'x.png')).toThrow(/x\.png has no generation parameters/);
+  it('a diffusers config.json that disagrees with the header is named', async () => {
+    const m = join(dir, 'disagree');
+    await mkdir(m, { recursive: true });
+    for (const e of await readdir(MODEL)) if (e !== 'transformer') await symlink(join(MODEL, e), join(m, e));
+    await mkdir(join(m, 'transformer'));
+    await copyFile(join(TINY_DEV, 'transformer', 'diffusion_pytorch_model.safetensors'), join(m, 'transformer', 'diffusion_pytorch_model.safetensors'));
+    const config = await loadJsonFixture<Record<string, unknown>>('pipeline', 'tiny-flux-dev/transformer/config.json');
+    await writeFile(join(m, 'transformer', 'config.json'), JSON.stringify({ ...config, guidance_embeds: false }));
+    expect(() => locateModel({ model: m, env: {} })).toThrow(/says guidance_embeds false, but the weights have a guidance embedder \(dev\)/);
   });
 });

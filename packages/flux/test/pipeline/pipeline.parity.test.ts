@@ -5,15 +5,18 @@
  * identical and none off by more than 1 (float32 summation order differs between torch and tfjs, so a value
  * sitting on a .5 rounding boundary may flip). Intermediate results are checked too, to localise a failure.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { fixturePath, loadFixture } from '../../../../test/harness/fixtures.ts';
 import { decodeImage, readPngText } from '../../src/image/index.ts';
-import { diffusersLocation, readSchedulerConfig, type ModelLocation } from '../../src/pipeline/model-location.ts';
+import { diffusersLocation } from '../../src/pipeline/model-location.ts';
 import { FluxPipeline } from '../../src/pipeline/pipeline.ts';
 import { readGenerationMetadata } from '../../src/pipeline/metadata.ts';
+import { writeTinyDevBfl } from './helpers.ts';
 
 interface Case {
   name: string;
@@ -46,22 +49,25 @@ function pixelAgreement(actual: Uint8Array, expected: ArrayLike<number>) {
   return { same: same / expected.length, maxDiff };
 }
 
-const DEV = fixturePath('pipeline', 'tiny-flux-dev');
-const devLocation: ModelLocation = {
-  ...diffusersLocation(MODEL),
-  name: 'tiny-flux-dev',
-  variant: 'dev',
-  transformer: `${DEV}/transformer`,
-  transformerConfig: `${DEV}/transformer/config.json`,
-  scheduler: readSchedulerConfig(DEV, 'dev'),
-};
+/**
+ * The dev model as a diffusers folder found by model discovery: tiny-flux's components with tiny-flux-dev's
+ * transformer and scheduler, under a name that says schnell (the variant must come from the weights' header).
+ */
+const devRoot = await mkdtemp(join(tmpdir(), 'flux-parity-'));
+const DEV_FOLDER = join(devRoot, 'FLUX.1-schnell');
+await mkdir(DEV_FOLDER);
+for (const e of await readdir(MODEL)) {
+  const from = e === 'transformer' || e === 'scheduler' ? fixturePath('pipeline', 'tiny-flux-dev', e) : join(MODEL, e);
+  await symlink(from, join(DEV_FOLDER, e));
+}
 
 describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
   const schnell = new FluxPipeline(diffusersLocation(MODEL), { keepLoaded: false });
-  const dev = new FluxPipeline(devLocation);
+  const dev = FluxPipeline.load({ model: DEV_FOLDER, env: {} });
   afterAll(async () => {
     await schnell.dispose();
     await dev.dispose();
+    await rm(devRoot, { recursive: true, force: true });
   });
   const pipe = schnell;
 
@@ -69,6 +75,7 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
     expect(schnell.variant).toBe('schnell');
     expect(schnell.scheduler.use_dynamic_shifting).toBe(false);
     expect(schnell.scheduler.shift).toBe(1);
+    expect(dev.variant).toBe('dev');
     expect(dev.defaults.max_sequence_length).toBe(512);
     expect(dev.scheduler).toMatchObject({ use_dynamic_shifting: true, shift: 3 });
   });
@@ -123,6 +130,22 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
       expect(worst).toBeLessThanOrEqual(1 / 255 + 1e-6);
     });
   }
+
+  it('the dev case from a BFL model.safetensors (found by discovery, dims from its header) gives the same pixels', async () => {
+    const c = meta.cases.find((x) => x.name === 'dev')!;
+    const fx = await loadFixture('pipeline', 'dev.safetensors');
+    const file = join(devRoot, 'bfl', 'model.safetensors');
+    await mkdir(join(devRoot, 'bfl'));
+    await writeTinyDevBfl(file, true);
+    const bfl = FluxPipeline.load({ model: file, textEncoders: MODEL, vae: join(MODEL, 'vae'), env: {} });
+    expect(bfl.variant).toBe('dev');
+    expect(bfl.scheduler).toEqual(dev.scheduler); // MODEL_DEFAULTS.dev: the scheduler the dev folder ships
+    const res = await bfl.generate({ prompt: c.prompt, width: c.width, height: c.height, steps: c.steps, seed: c.seed, guidance: c.guidance });
+    expect(res.maxSequenceLength).toBe(c.max_sequence_length);
+    const { same, maxDiff } = pixelAgreement(res.images[0]!.rgb, fx.pixels!.data);
+    expect(maxDiff).toBeLessThanOrEqual(1);
+    expect(same).toBeGreaterThanOrEqual(0.999);
+  });
 
   it('denoiseLatents from the seed noise reproduces the final latents (stage API)', async () => {
     const c = meta.cases.find((x) => x.name === 'astronaut')!;

@@ -12,12 +12,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isFluxError } from '@flux-ts/core';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { fixturePath, loadFixture } from '../../../../test/harness/fixtures.ts';
-import { T5_XXL, t5ConfigFromJson } from '../../src/transformer/config.ts';
+import { T5_XXL, t5ConfigFromJson } from '../../src/t5/config.ts';
 import { computeBias, relativePositionBucket } from '../../src/t5/t5-attention.ts';
-import { t5BlockKeys } from '../../src/t5/t5-block.ts';
-import { TextEncoderInputError } from '../../src/text-encoders/token-ids.ts';
-import { checkTextEncoderKeys, loadT5EncoderModel, TextEncoderWeightsError } from '../../src/text-encoders/text-encoders.ts';
+import { t5Layout } from '../../src/t5/keys.ts';
+import { T5Block } from '../../src/t5/t5-block.ts';
+import { loadT5EncoderModel } from '../../src/text-encoders/load.ts';
+import { TextEncoderInputError, TextEncoderWeightsError } from '../../src/text-encoders/token-ids.ts';
 import { t5EncoderArchitecture } from '../../src/weights/architectures.ts';
+import { CheckpointWeights } from '../../src/weights/checkpoint-weights.ts';
+import type { TensorReader } from '../../src/weights/checkpoint.ts';
 import { writeSparseSafetensors } from '../../src/weights/safetensors.ts';
 
 const TOL = 1e-5;
@@ -47,7 +50,7 @@ describe('T5EncoderModel (tiny, sharded folder)', () => {
   it('config.json parses as gated-gelu', async () => {
     const enc = await loadT5EncoderModel(DIR);
     expect(enc.config).toMatchObject({ dModel: 32, numLayers: 3, numHeads: 4, isGatedAct: true, denseActFn: 'gelu_new' });
-    expect(enc.weights.checkpoint.files.length).toBeGreaterThan(1); // the index was exercised
+    expect(enc.weights.reader.files.length).toBeGreaterThan(1); // the index was exercised
     await enc.close();
   });
 
@@ -57,13 +60,13 @@ describe('T5EncoderModel (tiny, sharded folder)', () => {
     const emb = await enc.model.embed(ids);
     expectClose(emb, ref.embeddings.data as Float32Array, { relL2: 0, label: 'shared(ids)' });
     emb.dispose();
-    const key = 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight';
-    const w = await enc.weights.load([key]);
-    const bias = computeBias(w[key] as tf.Tensor2D, ids[0].length, enc.config);
+    const prefix = 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.';
+    const w = await enc.weights.get(prefix);
+    const bias = computeBias(w.weight as tf.Tensor2D, ids[0].length, enc.config);
     expect(bias.shape).toEqual([1, 4, 150, 150]);
     expectClose(bias, ref.position_bias.data as Float32Array, { relL2: 0, label: 'compute_bias' });
     bias.dispose();
-    enc.weights.release(w);
+    enc.weights.release(prefix, w);
     await enc.close();
   });
 
@@ -101,7 +104,7 @@ describe('T5EncoderModel (tiny, sharded folder)', () => {
 
   it('streamed: reads the next block while the current one runs, each tensor once', async () => {
     const enc = await loadT5EncoderModel(DIR);
-    const ck = enc.weights.checkpoint;
+    const ck = enc.weights.reader;
     const log: string[] = [];
     const readBytes = ck.readBytes.bind(ck);
     ck.readBytes = (name: string) => (log.push(`read ${name}`), readBytes(name));
@@ -139,24 +142,29 @@ describe('T5EncoderModel (tiny, sharded folder)', () => {
 describe('strict T5 key check', () => {
   const cfg = t5ConfigFromJson({ d_model: 8, d_kv: 2, num_heads: 4, d_ff: 16, num_layers: 2, vocab_size: 10, feed_forward_proj: 'gated-gelu' });
   const arch = t5EncoderArchitecture(cfg);
-  const full = () => new Map([...arch.tensors].map(([k, s]) => [k, { shape: s }]));
+  const full = () => new Map([...arch.tensors].map(([k, s]) => [k, { dtype: 'F32' as const, shape: s }]));
+  /** The validation CheckpointWeights makes on open, over a header-only table. */
+  const check = (tensors: Map<string, { dtype: 'F32'; shape: number[] }>, path = 'x') => {
+    const reader: TensorReader = { path, files: [], tensors, readBytes: async () => new Uint8Array(0), readRange: async () => new Uint8Array(0) };
+    new CheckpointWeights(reader, t5Layout(cfg)).dispose();
+  };
 
   it('accepts the exact set and the tied encoder.embed_tokens copy', () => {
-    expect(() => checkTextEncoderKeys(full(), arch, '', 'x')).not.toThrow();
+    expect(() => check(full())).not.toThrow();
     const m = full();
-    m.set('encoder.embed_tokens.weight', { shape: [10, 8] });
-    expect(() => checkTextEncoderKeys(m, arch, '', 'x')).not.toThrow();
+    m.set('encoder.embed_tokens.weight', { dtype: 'F32', shape: [10, 8] });
+    expect(() => check(m)).not.toThrow();
   });
 
   it('names missing, unexpected and mis-shaped keys', () => {
     const m = full();
     m.delete('encoder.block.1.layer.1.DenseReluDense.wo.weight');
-    m.set('encoder.block.2.layer.0.SelfAttention.q.weight', { shape: [8, 8] });
-    m.set('encoder.final_layer_norm.weight', { shape: [9] });
-    m.set('encoder.embed_tokens.weight', { shape: [10, 9] });
+    m.set('encoder.block.2.layer.0.SelfAttention.q.weight', { dtype: 'F32', shape: [8, 8] });
+    m.set('encoder.final_layer_norm.weight', { dtype: 'F32', shape: [9] });
+    m.set('encoder.embed_tokens.weight', { dtype: 'F32', shape: [10, 9] });
     let err: unknown;
     try {
-      checkTextEncoderKeys(m, arch, '', 'ckpt.safetensors');
+      check(m, 'ckpt.safetensors');
     } catch (e) {
       err = e;
     }
@@ -210,21 +218,22 @@ describe('full-size T5-XXL, sparse bf16 checkpoint (2 shards + index)', () => {
   it('loads strictly, walks one block with the real shapes and gathers embedding rows without reading the table', async () => {
     const enc = await loadT5EncoderModel(dir);
     expect(enc.config).toMatchObject({ dModel: 4096, numLayers: 24, numHeads: 64, dFf: 10240 });
-    expect(enc.weights.checkpoint.files.length).toBe(2);
+    expect(enc.weights.reader.files.length).toBe(2);
     const arch = t5EncoderArchitecture(T5_XXL);
     // every key the streamed walk asks for exists, across all blocks, and covers the architecture but `shared`
     const walked = new Set<string>(['encoder.final_layer_norm.weight']);
-    for (let i = 0; i < 24; i++) for (const k of t5BlockKeys(enc.config, i)) walked.add(k);
+    for (let i = 0; i < 24; i++) for (const k of Object.keys(T5Block.spec(enc.config, i))) walked.add(`encoder.block.${i}.${k}`);
     expect([...arch.tensors.keys()].filter((k) => !walked.has(k))).toEqual(['shared.weight']);
     // one block, tensor by tensor (~170 MB float32 at most at a time)
     const before = tf.memory().numTensors;
-    for (const k of t5BlockKeys(enc.config, 5)) {
-      const w = await enc.weights.load([k]);
+    for (const key of enc.weights.keysUnder('encoder.block.5.')) {
+      const w = await enc.weights.get(key);
+      const t = w['']!;
       // Linear weights come transposed to [in, out] (a plain matMul); norms and the bias table as stored
-      const linear = /\.(q|k|v|o|wi_0|wi_1|wo)\.weight$/.test(k);
-      expect(isPreTransposed(w[k]!)).toBe(linear);
-      expect(linear ? [...w[k]!.shape].reverse() : w[k]!.shape).toEqual(arch.tensors.get(k));
-      enc.weights.release(w);
+      const linear = /\.(q|k|v|o|wi_0|wi_1|wo)\.weight$/.test(key);
+      expect(isPreTransposed(t)).toBe(linear);
+      expect(linear ? [...t.shape].reverse() : t.shape).toEqual(arch.tensors.get(key));
+      enc.weights.release(key, w);
     }
     expect(tf.memory().numTensors).toBe(before);
     const ids = [0, 1, 32127, 1, 500];

@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { fixturePath, loadFixture } from '../../../../test/harness/fixtures.ts';
-import { PromptEmbeddingCache, TextEncoders, type PromptEmbeddings, type PromptKey } from '../../src/text-encoders/text-encoders.ts';
+import { PromptEmbeddingCache, type PromptEmbeddings, type PromptKey } from '../../src/text-encoders/prompt-cache.ts';
+import { TextEncoders } from '../../src/text-encoders/text-encoders.ts';
 
 function entry(v: number): PromptEmbeddings {
   return { promptEmbeds: new Float32Array([v]), promptEmbedsShape: [1, 1, 1], pooled: new Float32Array([v]), pooledShape: [1, 1] };

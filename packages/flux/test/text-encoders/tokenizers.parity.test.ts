@@ -9,10 +9,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isFluxError } from '@flux-ts/core';
 import { fixturePath } from '../../../../test/harness/fixtures.ts';
-import {
-  detectT5Length, loadClipTokenizer, loadT5SentencePiece, loadT5Tokenizer, loadT5TokenizerJson, loadTokenizers,
-  TokenizerError, type CLIPTokenizer, type T5Tokenizer,
-} from '../../src/text-encoders/tokenizers.ts';
+import { loadClipTokenizer } from '../../src/clip/load-tokenizer.ts';
+import type { CLIPTokenizer } from '../../src/clip/tokenizer.ts';
+import { loadT5SentencePiece, loadT5Tokenizer, loadT5TokenizerJson } from '../../src/t5/load-tokenizer.ts';
+import type { T5Tokenizer } from '../../src/t5/tokenizer.ts';
+import { loadTokenizers, t5LengthOf, TokenizerError } from '../../src/text-encoders/tokenizers.ts';
 import { PrecompiledCharsmap } from '../../src/t5/tokenizer-charsmap.ts';
 import { parseSentencePieceModel, PieceType } from '../../src/t5/tokenizer-spiece.ts';
 
@@ -181,7 +182,7 @@ describe('loading from a model folder', () => {
 
   it('uses 512 for dev (guidance_embeds) and honours an explicit length', async () => {
     const dir = await modelFolder('devmodel', ['spiece.model'], { guidance_embeds: true });
-    expect((await detectT5Length(dir)).length).toBe(512);
+    expect(t5LengthOf(dir).length).toBe(512);
     const tk = await loadTokenizers(dir);
     expect(tk.t5Length).toBe(512);
     expect(tk.t5.tokenize('a cat').ids.length).toBe(512);
@@ -239,7 +240,7 @@ describe('loading from a model folder', () => {
     await mkdir(broken, { recursive: true });
     await writeFile(path.join(broken, 'vocab.json'), '{"a": 1');
     await writeFile(path.join(broken, 'merges.txt'), '#version: 0.2\n');
-    await expectTokenizerError(loadClipTokenizer(broken), /vocab\.json is not valid JSON/);
+    await expectTokenizerError(loadClipTokenizer(broken), /vocab\.json: not valid JSON/);
     const bpe = path.join(tmp, 'bpe.json');
     await writeFile(bpe, JSON.stringify({ model: { type: 'BPE', vocab: {} } }));
     await expectTokenizerError(loadT5TokenizerJson(bpe), /does not hold a Unigram model \(found BPE\)/);

@@ -79,7 +79,7 @@ describe.each(CONFIGS)('transformer modules (%s)', (name) => {
   });
 
   it('LastLayer (shift first)', () => {
-    const last = new LastLayer(p.hiddenSize, p.outChannels, scope(w, 'final_layer.'));
+    const last = new LastLayer(scope(w, 'final_layer.'));
     const out = last.forward(x['final.x']!, x.vec!);
     expectClose(out, x.out_bfl!.dataSync(), { relL2: TOL, label: 'final layer' });
     out.dispose();

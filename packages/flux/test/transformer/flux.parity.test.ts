@@ -6,9 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { Flux, FluxInputError, type FluxInputs } from '../../src/transformer/flux.ts';
-import type { Weights, WeightSource } from '../../src/weights/spec.ts';
 import { loadFixture } from '../../../../test/harness/fixtures.ts';
-import { CONFIGS, loadIo, loadParams, loadWeights, toTensors, type Fixture } from './helpers.ts';
+import { openTransformerWeights } from '../../src/transformer/load.ts';
+import { CheckpointWeights } from '../../src/weights/checkpoint-weights.ts';
+import { memoryCheckpoint } from '../../src/weights/checkpoint.ts';
+import type { Weights } from '../../src/weights/spec.ts';
+import { CONFIGS, loadIo, loadParams, residentFlux, toTensors, type Fixture } from './helpers.ts';
 
 const TOL = 1e-5;
 
@@ -29,7 +32,7 @@ describe.each(CONFIGS)('Flux %s', (name) => {
   for (const format of ['bfl', 'diffusers'] as const) {
     it(`matches BFL Flux and diffusers from ${format} weights, without leaking tensors`, async () => {
       const params = await loadParams(name);
-      const flux = Flux.fromTensors(params, await loadWeights(name, format));
+      const flux = await residentFlux(name, format, params);
       const x = toTensors(io);
       const before = tf.memory().numTensors;
       const out = await flux.forward(inputs(x));
@@ -45,8 +48,8 @@ describe.each(CONFIGS)('Flux %s', (name) => {
 
   it('gives the same output from both weight layouts', async () => {
     const params = await loadParams(name);
-    const a = Flux.fromTensors(params, await loadWeights(name, 'bfl'));
-    const b = Flux.fromTensors(params, await loadWeights(name, 'diffusers'));
+    const a = await residentFlux(name, 'bfl', params);
+    const b = await residentFlux(name, 'diffusers', params);
     const x = toTensors(io);
     const oa = await a.forward(inputs(x));
     const ob = await b.forward(inputs(x));
@@ -58,12 +61,11 @@ describe.each(CONFIGS)('Flux %s', (name) => {
 
   it('gives the same result with attention run in head chunks', async () => {
     const params = await loadParams(name);
-    const weights = await loadWeights(name, 'bfl');
-    const whole = Flux.fromTensors(params, weights);
+    const whole = await residentFlux(name, 'bfl', params);
     const x = toTensors(io);
     const ref = await whole.forward(inputs(x));
     for (const chunk of [1, 2]) {
-      const chunked = new Flux(params, whole.source, { attentionHeadChunk: chunk });
+      const chunked = new Flux(params, whole.weights, { attentionHeadChunk: chunk });
       const out = await chunked.forward(inputs(x));
       expectClose(out, ref.dataSync(), { relL2: 1e-6, label: `${name} head chunk ${chunk} vs whole` });
       expectClose(out, io.out_bfl!.data as Float32Array, { relL2: TOL, label: `${name} head chunk ${chunk} vs BFL` });
@@ -74,25 +76,21 @@ describe.each(CONFIGS)('Flux %s', (name) => {
   });
 });
 
-/** Weights kept as host arrays; each module's tensors are made on `get` and disposed on `release` (streaming). */
-class HostArraySource implements WeightSource {
+/** Streamed weights over host arrays that count the module fetches and the weight tensors alive. */
+class CountingWeights extends CheckpointWeights {
   readonly calls: string[] = [];
   peak = 0;
   private live = 0;
-  constructor(private readonly arrays: Fixture) {}
-  async get(prefix: string): Promise<Weights> {
+  override async get(prefix: string): Promise<Weights> {
     this.calls.push(prefix);
-    const w: Weights = {};
-    for (const [k, v] of Object.entries(this.arrays)) {
-      if (k.startsWith(prefix)) w[k.slice(prefix.length)] = tf.tensor(v.data as Float32Array, v.shape, 'float32');
-    }
+    const w = await super.get(prefix);
     this.live += Object.keys(w).length;
     this.peak = Math.max(this.peak, this.live);
     return w;
   }
-  release(_prefix: string, w: Weights): void {
+  override release(prefix: string, w: Weights): void {
     this.live -= Object.keys(w).length;
-    tf.dispose(Object.values(w));
+    super.release(prefix, w);
   }
 }
 
@@ -100,7 +98,8 @@ describe('Flux with weights streamed per module', () => {
   it.each(CONFIGS)('%s: fetches each module just before use, frees it after, same output', async (name) => {
     const params = await loadParams(name);
     const arrays = (await loadFixture('transformer', `${name}.bfl.safetensors`)) as Fixture;
-    const src = new HostArraySource(arrays);
+    const reader = memoryCheckpoint(Object.entries(arrays).map(([k, v]) => [k, { data: v.data as Float32Array, shape: v.shape }]));
+    const src = new CountingWeights(reader, openTransformerWeights(reader, params).layout, { residency: 'streamed', prefetch: false });
     const flux = new Flux(params, src);
     const io = await loadIo(name);
     const x = toTensors(io);
@@ -124,7 +123,7 @@ describe('Flux with weights streamed per module', () => {
 
 describe('Flux inputs', () => {
   it('requires guidance for a guidance-distilled (dev) model, with a typed error', async () => {
-    const flux = Flux.fromTensors(await loadParams('dev-tiny'), await loadWeights('dev-tiny', 'bfl'));
+    const flux = await residentFlux('dev-tiny', 'bfl');
     const x = toTensors(await loadIo('dev-tiny'));
     const before = tf.memory().numTensors;
     await expect(flux.forward({ ...inputs(x), guidance: undefined })).rejects.toThrow(FluxInputError);
@@ -136,7 +135,7 @@ describe('Flux inputs', () => {
   });
 
   it('accepts [L, 3] ids shared by the batch (core FlowModel inputs)', async () => {
-    const flux = Flux.fromTensors(await loadParams('dev-tiny'), await loadWeights('dev-tiny', 'bfl'));
+    const flux = await residentFlux('dev-tiny', 'bfl');
     expect(flux.guidanceEmbed).toBe(true);
     const io = await loadIo('dev-tiny');
     const x = toTensors(io);
@@ -149,7 +148,7 @@ describe('Flux inputs', () => {
   });
 
   it('ignores guidance on a schnell-like model', async () => {
-    const flux = Flux.fromTensors(await loadParams('schnell-tiny'), await loadWeights('schnell-tiny', 'bfl'));
+    const flux = await residentFlux('schnell-tiny', 'bfl');
     const io = await loadIo('schnell-tiny');
     const x = toTensors(io);
     const g = tf.tensor1d([3.5, 1]);

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { loadFixture, loadJsonFixture } from '../../../../test/harness/fixtures.ts';
-import { fromDiffusersConfig, type FluxParams } from '../../src/transformer/flux.ts';
+import { fixturePath, loadFixture, loadJsonFixture } from '../../../../test/harness/fixtures.ts';
+import { fluxParamsFromDiffusers, type FluxParams } from '../../src/transformer/config.ts';
+import type { Flux } from '../../src/transformer/flux.ts';
+import { loadTransformer } from '../../src/transformer/load.ts';
 import type { Rope } from '../../src/transformer/ops.ts';
+import { memoryCheckpoint, openCheckpoint, type WeightValue } from '../../src/weights/checkpoint.ts';
 
 export type Fixture = Record<string, { shape: number[]; data: ArrayLike<number> | ArrayBufferView }>;
 
@@ -24,7 +27,22 @@ export async function loadIo(name: ConfigName): Promise<Fixture> {
 }
 
 export async function loadParams(name: ConfigName): Promise<FluxParams> {
-  return fromDiffusersConfig(await loadJsonFixture('transformer', `${name}.config.json`), `test/fixtures/transformer/${name}.config.json`);
+  return fluxParamsFromDiffusers(await loadJsonFixture('transformer', `${name}.config.json`), `test/fixtures/transformer/${name}.config.json`);
+}
+
+/** The fixture checkpoint `name` in `format`, loaded resident (everything read at once; the file is closed again). */
+export async function residentFlux(name: ConfigName, format: 'bfl' | 'diffusers', params?: FluxParams): Promise<Flux> {
+  const ckpt = await openCheckpoint(fixturePath('transformer', `${name}.${format}.safetensors`));
+  try {
+    return await loadTransformer(ckpt, params ?? (await loadParams(name)), { residency: 'resident' });
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/** A resident model from weights in memory (BFL or diffusers names). */
+export function fluxFromValues(params: FluxParams, values: Record<string, WeightValue>): Promise<Flux> {
+  return loadTransformer(memoryCheckpoint(values), params, { residency: 'resident' });
 }
 
 /** BFL's pe [B, 1, L, D/2, 2, 2] = [[cos, -sin], [sin, cos]] -> {cos, sin} [B, 1, L, D/2]. */

@@ -11,13 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareArrays } from '../../../../test/harness/compare.ts';
 import { loadFixture } from '../../../../test/harness/fixtures.ts';
 import { Flux } from '../../src/transformer/flux.ts';
-import { readAllWeights, StreamedWeights } from '../../src/weights/checkpoint-weights.ts';
-import { TransformerWeightsError } from '../../src/weights/spec.ts';
+import { TransformerWeightsError } from '../../src/transformer/keys.ts';
+import { loadTransformer, openTransformerWeights } from '../../src/transformer/load.ts';
 import { f8e4m3LookupTable } from '../../src/weights/dtypes.ts';
 import { openCheckpoint } from '../../src/weights/checkpoint.ts';
 import { writeSafetensors, type NamedTensor } from '../../src/weights/safetensors.ts';
-import { TransformerKeyError } from '../../src/transformer/keys.ts';
-import { loadIo, loadParams, toTensors, type Fixture } from './helpers.ts';
+import { fluxFromValues, loadIo, loadParams, toTensors, type Fixture } from './helpers.ts';
 
 const E4M3 = f8e4m3LookupTable();
 /** the non-negative finite e4m3fn values, ascending with the byte (0x00 .. 0x7E) */
@@ -110,7 +109,8 @@ describe('Flux from an F8_E4M3 single file', () => {
       const io = await loadIo('schnell-tiny');
       const x = toTensors(io);
       const inputs = { img: x.img!, img_ids: x.img_ids!, txt: x.txt!, txt_ids: x.txt_ids!, timesteps: x.timesteps!, y: x.y! };
-      const reference = Flux.fromTensors(params, dequant);
+      const reference = await fluxFromValues(params, dequant);
+      tf.dispose(Object.values(dequant)); // read into the model's own tensors
       const want = await reference.forward(inputs);
       const wantData = await want.data();
       // fp8 weights are a different model: the output moves, but stays near the float32 one
@@ -120,13 +120,13 @@ describe('Flux from an F8_E4M3 single file', () => {
 
       const ckpt = await openCheckpoint(path);
       const before = tf.memory().numTensors;
-      const streamed = new Flux(params, new StreamedWeights(ckpt, params));
+      const streamed = new Flux(params, openTransformerWeights(ckpt, params, { residency: 'streamed' }));
       const got = await streamed.forward(inputs);
       expect(compareArrays(await got.data(), wantData).maxAbs).toBe(0);
       got.dispose();
       expect(tf.memory().numTensors).toBe(before);
 
-      const resident = Flux.fromTensors(params, await readAllWeights(ckpt));
+      const resident = await loadTransformer(ckpt, params, { residency: 'resident' });
       const got2 = await resident.forward(inputs);
       expect(compareArrays(await got2.data(), wantData).maxAbs).toBe(0);
       tf.dispose([got2, want, ...Object.values(x)]);
@@ -145,15 +145,15 @@ describe('Flux from an F8_E4M3 single file', () => {
     const perChannel = join(dir, 'per-channel.safetensors');
     await writeSafetensors(perChannel, { ...base, 'img_in.scale_weight': { dtype: 'F32', shape: [4], data: new Float32Array(4).fill(1) } });
     const a = await openCheckpoint(perChannel);
-    expect(() => new StreamedWeights(a, params)).toThrow(TransformerKeyError);
-    expect(() => new StreamedWeights(a, params)).toThrow(/img_in\.scale_weight has shape \[4\], a per-tensor scalar expected/);
+    expect(() => openTransformerWeights(a, params)).toThrow(TransformerWeightsError);
+    expect(() => openTransformerWeights(a, params)).toThrow(/img_in\.scale_weight has shape \[4\], a per-tensor scalar expected/);
     await a.close();
 
     const other = join(dir, 'weight-scale.safetensors');
     await writeSafetensors(other, { ...base, 'img_in.weight_scale': { dtype: 'F32', shape: [], data: new Float32Array([1]) } });
     const b = await openCheckpoint(other);
-    expect(() => new StreamedWeights(b, params)).toThrow(TransformerWeightsError);
-    expect(() => new StreamedWeights(b, params)).toThrow(/unexpected 1 key\(s\): img_in\.weight_scale/);
+    expect(() => openTransformerWeights(b, params)).toThrow(TransformerWeightsError);
+    expect(() => openTransformerWeights(b, params)).toThrow(/unexpected 1 key\(s\): img_in\.weight_scale/);
     await b.close();
   });
 });

@@ -11,9 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLUX_SCHNELL } from '../../src/transformer/config.ts';
 import { SingleStreamBlock } from '../../src/transformer/single-stream-block.ts';
-import { StreamedWeights } from '../../src/weights/checkpoint-weights.ts';
 import { isPreTransposed } from '../../src/nn/linear.ts';
-import { TransformerWeightsError } from '../../src/weights/spec.ts';
+import { TransformerWeightsError } from '../../src/transformer/keys.ts';
+import { openTransformerWeights } from '../../src/transformer/load.ts';
 import { bflTransformerArchitecture } from '../../src/weights/architectures.ts';
 import { openCheckpoint } from '../../src/weights/checkpoint.ts';
 import { writeSparseSafetensors } from '../../src/weights/safetensors.ts';
@@ -35,8 +35,9 @@ describe('full-size sparse schnell checkpoint, streamed', () => {
     const bytes = await writeSparseSafetensors(path, entries('model.diffusion_model.'));
     expect(bytes).toBeGreaterThan(23.7e9);
     const ckpt = await openCheckpoint(path);
-    const src = new StreamedWeights(ckpt, FLUX_SCHNELL);
-    expect(src.format).toBe('bfl');
+    const src = openTransformerWeights(ckpt, FLUX_SCHNELL, { residency: 'streamed' });
+    expect(src.layout.format).toBe('bfl-transformer');
+    expect(src.prefix).toBe('model.diffusion_model.');
 
     const before = tf.memory().numTensors;
     const w = await src.get('single_blocks.37.');
@@ -45,7 +46,7 @@ describe('full-size sparse schnell checkpoint, streamed', () => {
     expect(w['linear1.weight']!.shape).toEqual([3072, 21504]); // [out, in] transposed once for the matmul
     expect(isPreTransposed(w['linear1.weight']!)).toBe(true);
     expect(w['linear2.weight']!.shape).toEqual([15360, 3072]);
-    const block = new SingleStreamBlock(dims, w, 'single_blocks.37'); // the strict per-module check passes
+    const block = new SingleStreamBlock(dims, w);
     expect(block.linear1.outFeatures).toBe(21504);
     const m = tf.tidy(() => tf.max(tf.abs(w['linear1.bias']!)));
     expect((await m.data())[0]).toBe(0); // sparse data reads as zeros
@@ -59,8 +60,8 @@ describe('full-size sparse schnell checkpoint, streamed', () => {
     const path = join(dir, 'missing.safetensors');
     await writeSparseSafetensors(path, entries().filter((e) => e.name !== 'double_blocks.18.txt_mlp.2.weight'));
     const ckpt = await openCheckpoint(path);
-    expect(() => new StreamedWeights(ckpt, FLUX_SCHNELL)).toThrow(TransformerWeightsError);
-    expect(() => new StreamedWeights(ckpt, FLUX_SCHNELL)).toThrow(/missing 1 key\(s\): double_blocks\.18\.txt_mlp\.2\.weight/);
+    expect(() => openTransformerWeights(ckpt, FLUX_SCHNELL)).toThrow(TransformerWeightsError);
+    expect(() => openTransformerWeights(ckpt, FLUX_SCHNELL)).toThrow(/missing 1 key\(s\): double_blocks\.18\.txt_mlp\.2\.weight/);
     await ckpt.close();
   });
 });

@@ -1,30 +1,29 @@
 /**
- * The transformer reading its weights from a safetensors checkpoint one module at a time (StreamedWeights), in
- * both layouts, against the BFL reference output (fp32, relative L2 <= 1e-5), and all at once (readAllWeights).
+ * The transformer reading its weights from a safetensors checkpoint one module at a time (streamed), in both
+ * layouts, against the BFL reference output (fp32, relative L2 <= 1e-5), and all at once (resident).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose } from '../../../../test/harness/compare.ts';
 import { fixturePath } from '../../../../test/harness/fixtures.ts';
 import { Flux } from '../../src/transformer/flux.ts';
-import { readAllWeights, StreamedWeights, type WeightReader } from '../../src/weights/checkpoint-weights.ts';
+import { TransformerWeightsError } from '../../src/transformer/keys.ts';
+import { loadTransformer, openTransformerWeights } from '../../src/transformer/load.ts';
 import { uploadCopies } from '../../src/runtime/backend.ts';
 import { SafetensorsError } from '../../src/weights/safetensors.ts';
-import type { Checkpoint } from '../../src/weights/checkpoint.ts';
-import { TransformerWeightsError } from '../../src/weights/spec.ts';
-import { TransformerKeyError } from '../../src/transformer/keys.ts';
-import { openCheckpoint } from '../../src/weights/checkpoint.ts';
+import { openCheckpoint, type Checkpoint, type TensorReader } from '../../src/weights/checkpoint.ts';
 
 /** A checkpoint that logs every raw read (and can fail one), so the read order can be checked against the modules. */
-class LoggingReader implements WeightReader {
+class LoggingReader implements TensorReader {
   constructor(
     private readonly inner: Checkpoint,
     readonly log: string[],
     private readonly failOn?: string,
   ) {}
   get path() { return this.inner.path; }
+  get files() { return this.inner.files; }
   get tensors() { return this.inner.tensors; }
-  readFloat32(name: string) { return this.inner.readFloat32(name); }
+  readRange(name: string, begin: number, end: number) { return this.inner.readRange(name, begin, end); }
   async readBytes(name: string) {
     this.log.push(`read ${name}`);
     if (name === this.failOn) throw new SafetensorsError(this.inner.path, 'read failed (EIO)', { tensor: name, code: 'SAFETENSORS_IO' });
@@ -40,8 +39,8 @@ describe.each(CONFIGS)('Flux %s from a checkpoint file', (name) => {
     it(`streams ${format} weights per module, no tensors left behind`, async () => {
       const params = await loadParams(name);
       const ckpt = await openCheckpoint(fixturePath('transformer', `${name}.${format}.safetensors`));
-      const src = new StreamedWeights(ckpt, params);
-      expect(src.format).toBe(format);
+      const src = openTransformerWeights(ckpt, params, { residency: 'streamed' });
+      expect(src.layout.format).toBe(`${format}-transformer`);
       const io = await loadIo(name);
       const x = toTensors(io);
       const before = tf.memory().numTensors;
@@ -51,7 +50,7 @@ describe.each(CONFIGS)('Flux %s from a checkpoint file', (name) => {
       out.dispose();
       expect(tf.memory().numTensors).toBe(before);
 
-      const resident = Flux.fromTensors(params, await readAllWeights(ckpt));
+      const resident = await loadTransformer(ckpt, params, { residency: 'resident' });
       const out2 = await resident.forward({ img: x.img!, img_ids: x.img_ids!, txt: x.txt!, txt_ids: x.txt_ids!, timesteps: x.timesteps!, y: x.y!, guidance: x.guidance });
       expectClose(out2, io.out_bfl!.data as Float32Array, { relL2: TOL, label: `${name} resident from ${format} file` });
       tf.dispose([out2, ...Object.values(x)]);
@@ -65,8 +64,7 @@ describe.each(CONFIGS)('Flux %s from a checkpoint file', (name) => {
     const params = await loadParams(name);
     for (const format of ['bfl', 'diffusers'] as const) {
       const ckpt = await openCheckpoint(fixturePath('transformer', `${other}.${format}.safetensors`));
-      const err = format === 'bfl' ? TransformerWeightsError : TransformerKeyError;
-      expect(() => new StreamedWeights(ckpt, params)).toThrow(err);
+      expect(() => openTransformerWeights(ckpt, params)).toThrow(TransformerWeightsError);
       await ckpt.close();
     }
   });
@@ -84,7 +82,7 @@ describe('streamed weights: prefetch', () => {
     const outs: Float32Array[] = [];
     for (const prefetch of [true, false]) {
       const log: string[] = [];
-      const flux = new Flux(params, new StreamedWeights(new LoggingReader(ckpt, log), params, { prefetch }), {
+      const flux = new Flux(params, openTransformerWeights(new LoggingReader(ckpt, log), params, { residency: 'streamed', prefetch }), {
         onModule: (prefix, phase) => log.push(`${phase} ${prefix}`),
       });
       const before = tf.memory().numTensors;
@@ -121,7 +119,9 @@ describe('streamed weights: prefetch', () => {
     const x = toTensors(io);
     const log: string[] = [];
     const bad = 'transformer_blocks.1.attn.to_k.weight';
-    const flux = new Flux(params, new StreamedWeights(new LoggingReader(ckpt, log, bad), params), { onModule: (p, phase) => log.push(`${phase} ${p}`) });
+    const flux = new Flux(params, openTransformerWeights(new LoggingReader(ckpt, log, bad), params, { residency: 'streamed' }), {
+      onModule: (p, phase) => log.push(`${phase} ${p}`),
+    });
     const before = tf.memory().numTensors;
     const err = await flux.forward({ img: x.img!, img_ids: x.img_ids!, txt: x.txt!, txt_ids: x.txt_ids!, timesteps: x.timesteps!, y: x.y!, guidance: x.guidance })
       .then(() => null, (e: unknown) => e);

@@ -10,9 +10,7 @@ import { compareArrays, expectClose } from '../../../../test/harness/compare.ts'
 import { fixturePath } from '../../../../test/harness/fixtures.ts';
 import { FLUX_SCHNELL } from '../../src/transformer/config.ts';
 import { autoHeadChunk, Flux, fluxParamSpec, type FluxParams } from '../../src/transformer/flux.ts';
-import { defaultResidency, loadTransformer } from '../../src/transformer/load.ts';
-import { StreamedWeights } from '../../src/weights/checkpoint-weights.ts';
-import { ResidentWeights } from '../../src/weights/spec.ts';
+import { defaultResidency, loadTransformer, openTransformerWeights } from '../../src/transformer/load.ts';
 import { openCheckpoint } from '../../src/weights/checkpoint.ts';
 import { CONFIGS, loadIo, loadParams, toTensors } from './helpers.ts';
 
@@ -45,7 +43,7 @@ describe.each(CONFIGS)('Flux %s residency', (name) => {
           peak = Math.max(peak, tf.memory().numBytes - base);
         },
       });
-      expect(flux.source).toBeInstanceOf(residency === 'streamed' ? StreamedWeights : ResidentWeights);
+      expect(flux.weights.residency).toBe(residency);
       const before = tf.memory().numTensors;
       const out = await flux.forward(inputs);
       const data = await out.data();
@@ -107,12 +105,12 @@ describe('residency and attention options', () => {
     const ckpt = await openCheckpoint(fixturePath('transformer', 'schnell-tiny.bfl.safetensors'));
     const l = inputs.img.shape[1]! + inputs.txt.shape[1]!;
     expect(autoHeadChunk(1, params.numHeads, l, 1)).toBe(1);
-    const whole = new Flux(params, new StreamedWeights(ckpt, params), { attentionHeadChunk: params.numHeads });
-    const tiny = new Flux(params, new StreamedWeights(ckpt, params), { attentionBudgetBytes: 1 });
+    const whole = new Flux(params, openTransformerWeights(ckpt, params, { residency: 'streamed' }), { attentionHeadChunk: params.numHeads });
+    const tiny = new Flux(params, openTransformerWeights(ckpt, params, { residency: 'streamed' }), { attentionBudgetBytes: 1 });
     const a = await whole.forward(inputs);
     const b = await tiny.forward(inputs);
     expectClose(b, await a.data(), { relL2: 1e-6, label: 'one head per chunk' });
-    expect(() => new Flux(params, whole.source, { attentionBudgetBytes: 0 })).toThrow(FluxError);
+    expect(() => new Flux(params, whole.weights, { attentionBudgetBytes: 0 })).toThrow(FluxError);
     tf.dispose([a, b, ...Object.values(x)]);
     await ckpt.close();
   });

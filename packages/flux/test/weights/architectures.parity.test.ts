@@ -4,17 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadJsonFixture } from '../../../../test/harness/fixtures.ts';
-import {
-  CLIP_L,
-  FLUX_DEV,
-  FLUX_SCHNELL,
-  FLUX_VAE,
-  T5_XXL,
-  autoEncoderParamsFromDiffusers,
-  clipTextConfigFromJson,
-  fluxParamsFromDiffusers,
-  t5ConfigFromJson,
-} from '../../src/transformer/config.ts';
+import { CLIP_L, clipTextConfigFromJson } from '../../src/clip/config.ts';
+import { FLUX_DEV, FLUX_SCHNELL, fluxParamsFromDiffusers } from '../../src/transformer/config.ts';
+import { FLUX_VAE, autoEncoderParamsFromDiffusers } from '../../src/autoencoder/config.ts';
+import { T5_XXL, t5ConfigFromJson } from '../../src/t5/config.ts';
 import {
   bflTransformerArchitecture,
   bflVaeArchitecture,

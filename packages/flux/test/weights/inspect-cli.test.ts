@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFlux } from '../../../../test/harness/run-cli.ts';
-import { FLUX_VAE } from '../../src/transformer/config.ts';
+import { FLUX_VAE } from '../../src/autoencoder/config.ts';
 import { bflVaeArchitecture } from '../../src/weights/architectures.ts';
 import { writeSparseSafetensors } from '../../src/weights/safetensors.ts';
 

@@ -6,7 +6,10 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIP_L, FLUX_DEV, FLUX_SCHNELL, FLUX_VAE, T5_XXL } from '../../src/transformer/config.ts';
+import { CLIP_L } from '../../src/clip/config.ts';
+import { FLUX_DEV, FLUX_SCHNELL } from '../../src/transformer/config.ts';
+import { FLUX_VAE } from '../../src/autoencoder/config.ts';
+import { T5_XXL } from '../../src/t5/config.ts';
 import { formatInspectReport, inspectPath } from '../../src/weights/inspect.ts';
 import {
   bflTransformerArchitecture,
