@@ -1,9 +1,14 @@
 /**
- * The expected tables of architectures.ts against the state_dict of the real reference classes at full size
- * (test/fixtures/keys/*.json, made by test/reference/gen_keys.py on torch's meta device).
+ * The models' own specs, and the checkpoint tables architectures.ts derives from them through the layouts' rules,
+ * against the state_dict of the real reference classes at full size (test/fixtures/keys/*.json, made by
+ * test/reference/gen_keys.py on torch's meta device).
  */
 import { describe, expect, it } from 'vitest';
 import { loadJsonFixture } from '../../../../test/harness/fixtures.ts';
+import { AutoEncoder } from '../../src/autoencoder/autoencoder.ts';
+import { CLIPTextModel } from '../../src/clip/clip-text-model.ts';
+import { T5EncoderModel } from '../../src/t5/t5-encoder-model.ts';
+import { fluxParamSpec } from '../../src/transformer/flux.ts';
 import { CLIP_L, clipTextConfigFromJson } from '../../src/clip/config.ts';
 import { FLUX_DEV, FLUX_SCHNELL, fluxParamsFromDiffusers } from '../../src/transformer/config.ts';
 import { FLUX_VAE, autoEncoderParamsFromDiffusers } from '../../src/autoencoder/config.ts';
@@ -78,6 +83,22 @@ describe('expected architectures match the reference state_dicts (full size)', (
     const parsed = clipTextConfigFromJson(f.config);
     // token ids are not in the fixture's config: compare the dims
     expect({ ...parsed, bosTokenId: 0, eosTokenId: 2, padTokenId: 1 }).toEqual(CLIP_L);
+  });
+});
+
+describe("the modules' own specs are the reference tables (full size)", () => {
+  const table = async (fixture: string) => (await loadJsonFixture<KeysFixture>('keys', fixture)).tensors;
+  const sortedSpec = (spec: Record<string, readonly number[]>) => sorted(Object.entries(spec).map(([k, s]) => [k, [...s]]));
+  it('Flux (BFL keys), schnell and dev', async () => {
+    expect(sortedSpec(fluxParamSpec(FLUX_SCHNELL))).toEqual(sorted(Object.entries(await table('bfl-transformer-schnell.json'))));
+    expect(sortedSpec(fluxParamSpec(FLUX_DEV))).toEqual(sorted(Object.entries(await table('bfl-transformer-dev.json'))));
+  });
+  it('AutoEncoder (BFL keys)', async () => {
+    expect(sortedSpec(AutoEncoder.spec(FLUX_VAE))).toEqual(sorted(Object.entries(await table('bfl-vae.json'))));
+  });
+  it('T5EncoderModel and CLIPTextModel (transformers keys)', async () => {
+    expect(sortedSpec(T5EncoderModel.spec(T5_XXL))).toEqual(sorted(Object.entries(await table('t5-encoder.json'))));
+    expect(sortedSpec(CLIPTextModel.spec(CLIP_L))).toEqual(sorted(Object.entries(await table('clip-text.json'))));
   });
 });
 
