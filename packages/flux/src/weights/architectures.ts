@@ -12,7 +12,7 @@ import { CLIP_L, type ClipTextConfig } from '../clip/config.ts';
 import { FLUX_VAE, type AutoEncoderParams } from '../autoencoder/config.ts';
 import { T5_XXL, type T5Config } from '../t5/config.ts';
 import { fluxVariantParams, type FluxParams, type FluxVariant } from '../transformer/config.ts';
-import { sourceShapes, type CheckpointLayout, type WeightsFormat } from './layout.ts';
+import { checkpointTable, type CheckpointLayout, type WeightsFormat } from './layout.ts';
 
 export type ShapeTable = Map<string, number[]>;
 
@@ -34,11 +34,7 @@ export function countParameters(tensors: ReadonlyMap<string, readonly number[]>)
 
 /** The checkpoint keys and shapes a layout reads: each rule's sources with the shapes that build the spec. */
 export function architectureOf(layout: CheckpointLayout): Architecture {
-  const tensors: ShapeTable = new Map();
-  for (const r of layout.rules) {
-    const shapes = sourceShapes(r, layout.spec[r.key]!);
-    r.from.forEach((k, i) => tensors.set(k, shapes[i]!));
-  }
+  const tensors = checkpointTable(layout);
   const optional = new Map([...(layout.optional ?? [])].map(([k, v]) => [k, { shape: [...v.shape], note: v.note }]));
   return { format: layout.format, tensors, optional, parameters: countParameters(tensors) };
 }

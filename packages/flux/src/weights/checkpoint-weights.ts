@@ -17,7 +17,7 @@ import type { RawTensor } from './assemble.ts';
 import type { TensorReader } from './checkpoint.ts';
 import { DTYPE_SIZES, toFloat32 } from './dtypes.ts';
 import { WeightExecutor, placementOf, type Placement } from './executor.ts';
-import { sourceShapes, type CheckpointLayout, type Rule } from './layout.ts';
+import { checkpointTable, type CheckpointLayout, type Rule } from './layout.ts';
 import type { Weights } from './spec.ts';
 import { compareKeys, describeDiff, listKeys } from './validate.ts';
 
@@ -100,13 +100,7 @@ export class CheckpointWeights {
       actual.set(key, info);
     }
     if (badScales.length) this.fail(`unsupported scaled-fp8 layout: ${listKeys(badScales, 4)}; use an unscaled fp8, bf16 or fp32 checkpoint`);
-    const expected = new Map<string, readonly number[]>();
-    for (const r of this.layout.rules) {
-      const shapes = sourceShapes(r, this.layout.spec[r.key]!);
-      r.from.forEach((k, i) => expected.set(k, shapes[i]!));
-    }
-    const diff = compareKeys(actual, { tensors: expected, optional: this.layout.optional });
-    const problem = describeDiff(diff);
+    const problem = describeDiff(compareKeys(actual, { tensors: checkpointTable(this.layout), optional: this.layout.optional }));
     if (problem) this.fail(problem);
   }
 
@@ -220,7 +214,7 @@ export class CheckpointWeights {
     if (this.residency !== 'resident') throw new Error('loadAllSync: only resident weights keep what they build');
     const sync = this.reader.readBytesSync?.bind(this.reader);
     if (!sync) throw new Error(`loadAllSync: ${this.reader.path} cannot be read synchronously`);
-    const made: tf.Tensor[] = [];
+    const made: string[] = [];
     try {
       for (const [key, rule] of this.rules) {
         if (this.kept.has(key)) continue;
@@ -229,13 +223,14 @@ export class CheckpointWeights {
           const info = this.reader.tensors.get(this.prefix + src)!;
           return { dtype: info.dtype, shape: info.shape, bytes: sync(this.prefix + src) };
         });
-        const t = this.build(key, parts);
-        made.push(t);
-        this.kept.set(key, t);
+        this.kept.set(key, this.build(key, parts));
+        made.push(key);
       }
     } catch (e) {
-      for (const t of made) t.dispose();
-      this.kept.clear();
+      for (const key of made) {
+        this.kept.get(key)!.dispose();
+        this.kept.delete(key);
+      }
       throw e;
     }
   }

@@ -11,6 +11,7 @@ import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { toFloat32, toNative, type Dtype, type NativeArray } from './dtypes.ts';
 import { SafetensorsError, SafetensorsFile, unknownTensorError } from './safetensors.ts';
+import { listKeys } from './validate.ts';
 
 /** A tensor as a checkpoint stores it. */
 export interface StoredTensor {
@@ -48,9 +49,9 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function listNames(names: string[], limit = 5): string {
-  const shown = names.slice(0, limit).map((n) => JSON.stringify(n)).join(', ');
-  return names.length > limit ? `${shown} and ${names.length - limit} more` : shown;
+/** `"a", "b" and 3 more` */
+function listNames(names: string[]): string {
+  return listKeys(names.map((n) => JSON.stringify(n)), 5);
 }
 
 class SingleFileCheckpoint implements Checkpoint {

@@ -102,6 +102,16 @@ export function expandRenames(spec: ParamSpec, table: readonly ModuleRename[], s
   return rules;
 }
 
+/** The checkpoint keys a layout reads, with the shapes that build the model's spec. */
+export function checkpointTable(layout: Pick<CheckpointLayout, 'spec' | 'rules'>): Map<string, number[]> {
+  const table = new Map<string, number[]>();
+  for (const r of layout.rules) {
+    const shapes = sourceShapes(r, layout.spec[r.key]!);
+    r.from.forEach((k, i) => table.set(k, shapes[i]!));
+  }
+  return table;
+}
+
 /** The checkpoint shape each source of `rule` must have for the model tensor to be `shape`. */
 export function sourceShapes(rule: Rule, shape: readonly number[]): number[][] {
   switch (rule.op) {

@@ -8,7 +8,7 @@
  * validation path, shared by the file reader and the in-memory `decodeSafetensors`.
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { open, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { FluxError } from '@flux-ts/core';
 import {
@@ -297,10 +297,11 @@ async function readExactly(fh: FileHandle, into: Uint8Array, position: number, p
   }
 }
 
-async function statFile(path: string, expected: string): Promise<number> {
+/** The size of the regular file at `path`, or a SafetensorsError saying what is there instead. */
+function statFile(path: string, expected: string): number {
   let s;
   try {
-    s = await stat(path);
+    s = statSync(path);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -353,7 +354,7 @@ export class SafetensorsFile {
   }
 
   static async open(path: string): Promise<SafetensorsFile> {
-    const fileSize = await statFile(path, 'a .safetensors file');
+    const fileSize = statFile(path, 'a .safetensors file');
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -381,22 +382,7 @@ export class SafetensorsFile {
    * milliseconds); the same validation and errors as `open`.
    */
   static readHeaderSync(path: string): ParsedHeader {
-    const expected = 'a .safetensors file';
-    let fileSize: number;
-    try {
-      const s = statSync(path);
-      if (s.isDirectory()) throw new SafetensorsError(path, `is a directory; expected ${expected}`, { code: 'SAFETENSORS_NOT_FOUND' });
-      if (!s.isFile()) throw new SafetensorsError(path, `is not a regular file; expected ${expected}`, { code: 'SAFETENSORS_NOT_FOUND' });
-      fileSize = s.size;
-    } catch (cause) {
-      if (cause instanceof SafetensorsError) throw cause;
-      const code = (cause as NodeJS.ErrnoException).code;
-      const missing = code === 'ENOENT' || code === 'ENOTDIR';
-      throw new SafetensorsError(path, missing ? `file not found; expected ${expected}` : `cannot read (${code ?? String(cause)}); expected ${expected}`, {
-        code: missing ? 'SAFETENSORS_NOT_FOUND' : 'SAFETENSORS_IO',
-        cause,
-      });
-    }
+    const fileSize = statFile(path, 'a .safetensors file');
     let fd: number;
     try {
       fd = openSync(path, 'r');

@@ -104,7 +104,7 @@ describe('AutoEncoder parity vs diffusers AutoencoderKL (tiny FLUX config, 48x32
     tf.dispose([z, img]);
   });
 
-  it('loads the same weights under diffusers names (table in vae-keys.ts) with identical outputs', () => {
+  it('loads the same weights under diffusers names (rules in autoencoder/keys.ts) with identical outputs', () => {
     const ae2 = autoEncoderFromWeights(params, diffusersWeights, 'vae-tiny.diffusers.safetensors');
     const z = tensor4(dec.z);
     const a = ae.decode(z);
