@@ -5,11 +5,9 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { TokenizerError, type AddedToken } from '../text-encoders/tokenizer-common.ts';
+import { TokenizerError, tokenizerError, type AddedToken } from '../text-encoders/tokenizer-common.ts';
 import { readJson } from '../shared/files.ts';
 import { CLIPTokenizer, CLIP_BOS, CLIP_EOS } from './tokenizer.ts';
-
-const tokenizerError = (_code: string, message: string, cause?: unknown) => new TokenizerError(message, cause === undefined ? undefined : { cause });
 
 /**
  * CLIP tokenizer from a folder holding vocab.json and merges.txt (FLUX's `tokenizer/`), or, when those are

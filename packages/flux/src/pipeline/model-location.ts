@@ -288,13 +288,11 @@ export function locateModel(opts: LocateOptions = {}): ModelLocation {
   }
   if (isDir(given)) {
     if (isFile(join(given, 'model_index.json'))) return diffusersLocation(resolve(given), 'diffusers', given);
-    // A repo cache folder (models--org--name) or its snapshots/ folder: take the newest snapshot.
-    const snaps = isDir(join(given, 'snapshots')) ? join(given, 'snapshots') : basename(given) === 'snapshots' ? given : null;
-    if (snaps) {
-      const revs = readdirSync(snaps).map((r) => join(snaps, r)).filter((p) => isFile(join(p, 'model_index.json')));
-      revs.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-      if (revs[0]) return diffusersLocation(revs[0], 'hf-cache', given);
-    }
+    // A repo cache folder (models--org--name, holding snapshots/) or a folder of snapshots: the newest snapshot.
+    const snaps = isDir(join(given, 'snapshots')) ? join(given, 'snapshots') : given;
+    const revs = readdirSync(snaps).map((r) => join(snaps, r)).filter((p) => isFile(join(p, 'model_index.json')));
+    revs.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    if (revs[0]) return diffusersLocation(revs[0], 'hf-cache', given);
     const transformers = classify(given).filter((c) => c.model === 'transformer');
     if (transformers.length === 1) return bflLocation(resolve(transformers[0]!.path), opts, env);
     throw new ModelNotFoundError(

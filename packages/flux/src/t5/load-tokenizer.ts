@@ -5,13 +5,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { TokenizerError, type AddedToken } from '../text-encoders/tokenizer-common.ts';
+import { TokenizerError, tokenizerError, type AddedToken } from '../text-encoders/tokenizer-common.ts';
 import { readJson } from '../shared/files.ts';
 import { T5Tokenizer } from './tokenizer.ts';
 import { PrecompiledCharsmap } from './tokenizer-charsmap.ts';
 import { parseSentencePieceModel, PieceType } from './tokenizer-spiece.ts';
-
-const tokenizerError = (_code: string, message: string, cause?: unknown) => new TokenizerError(message, cause === undefined ? undefined : { cause });
 
 interface TokenizerJson {
   added_tokens?: { id: number; content: string; normalized?: boolean }[];

@@ -85,3 +85,7 @@ export class TokenizerError extends FluxError {
     this.name = 'TokenizerError';
   }
 }
+
+/** `readJson`'s errors as TokenizerErrors (shared/files.ts). */
+export const tokenizerError = (_code: string, message: string, cause?: unknown): TokenizerError =>
+  new TokenizerError(message, cause === undefined ? undefined : { cause });

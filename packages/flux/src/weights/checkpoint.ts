@@ -6,11 +6,11 @@
  * header(s) alone, synchronously, for model discovery.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { isDir, isFile } from '../shared/files.ts';
 import { toFloat32, toNative, type Dtype, type NativeArray } from './dtypes.ts';
-import { SafetensorsError, SafetensorsFile, unknownTensorError } from './safetensors.ts';
+import { SafetensorsError, SafetensorsFile, unknownTensorError, type ParsedHeader } from './safetensors.ts';
 import { listKeys } from './validate.ts';
 
 /** A tensor as a checkpoint stores it. */
@@ -77,7 +77,7 @@ class ShardedCheckpoint implements Checkpoint {
   constructor(
     readonly path: string,
     readonly metadata: Record<string, string>,
-    private readonly route: Map<string, SafetensorsFile>,
+    private readonly route: ReadonlyMap<string, SafetensorsFile>,
     private readonly shards: SafetensorsFile[],
   ) {
     const tensors = new Map<string, StoredTensor>();
@@ -114,8 +114,7 @@ interface ParsedIndex {
 
 /** Validates an index file's JSON: a weight_map of relative shard paths inside its folder. */
 function parseIndex(indexPath: string, raw: Uint8Array): ParsedIndex {
-  const bad = (what: string, code = 'SAFETENSORS_INDEX') => new SafetensorsError(indexPath, what, { code });
-  if (raw.byteLength > MAX_INDEX_BYTES) throw bad(`index file is ${raw.byteLength} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
+  const bad = (what: string) => new SafetensorsError(indexPath, what, { code: 'SAFETENSORS_INDEX' });
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
@@ -149,54 +148,6 @@ function parseIndex(indexPath: string, raw: Uint8Array): ParsedIndex {
   return { metadata, byShard };
 }
 
-function checkShards(indexPath: string, index: ParsedIndex, exists: (p: string) => boolean): void {
-  const dir = dirname(indexPath);
-  const missing = [...index.byShard.keys()].filter((file) => !exists(join(dir, file)));
-  if (missing.length > 0) {
-    throw new SafetensorsError(indexPath, `${missing.length} shard file(s) named in weight_map are missing from ${dir}: ${listNames(missing)}; download the complete checkpoint`, { code: 'SAFETENSORS_NOT_FOUND' });
-  }
-}
-
-function checkRouting(indexPath: string, problems: string[]): void {
-  if (problems.length > 0) {
-    throw new SafetensorsError(indexPath, `weight_map names tensors that their shard does not hold: ${problems.join('; ')}`, { code: 'SAFETENSORS_INDEX' });
-  }
-}
-
-async function openIndex(indexPath: string): Promise<Checkpoint> {
-  const size = (await stat(indexPath).catch(() => ({ size: 0 }))).size;
-  if (size > MAX_INDEX_BYTES) throw new SafetensorsError(indexPath, `index file is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`, { code: 'SAFETENSORS_INDEX' });
-  let raw: Uint8Array;
-  try {
-    raw = await readFile(indexPath);
-  } catch (cause) {
-    throw new SafetensorsError(indexPath, `cannot read index (${(cause as NodeJS.ErrnoException).code ?? String(cause)})`, { code: 'SAFETENSORS_IO', cause });
-  }
-  const index = parseIndex(indexPath, raw);
-  const dir = dirname(indexPath);
-  const present = new Set<string>();
-  for (const file of index.byShard.keys()) if ((await stat(join(dir, file)).catch(() => undefined))?.isFile()) present.add(join(dir, file));
-  checkShards(indexPath, index, (p) => present.has(p));
-
-  const shards: SafetensorsFile[] = [];
-  try {
-    const route = new Map<string, SafetensorsFile>();
-    const problems: string[] = [];
-    for (const [file, keys] of index.byShard) {
-      const shard = await SafetensorsFile.open(join(dir, file));
-      shards.push(shard);
-      const absent = keys.filter((k) => !shard.tensors.has(k));
-      if (absent.length > 0) problems.push(`${absent.length} key(s) not in ${file}: ${listNames(absent)}`);
-      for (const k of keys) route.set(k, shard);
-    }
-    checkRouting(indexPath, problems);
-    return new ShardedCheckpoint(indexPath, index.metadata, route, shards);
-  } catch (e) {
-    await Promise.all(shards.map((s) => s.close().catch(() => undefined)));
-    throw e;
-  }
-}
-
 const EXPECTED = `a .safetensors file, a *${INDEX_SUFFIX}, or a directory holding one`;
 
 /** The checkpoint a directory holds: its one index, else its one .safetensors file. */
@@ -211,18 +162,20 @@ function pickInDirectory(path: string, names: string[]): string {
 
 /**
  * Open a checkpoint: a `.safetensors` file, a `*.safetensors.index.json`, or a directory holding
- * exactly one index (preferred) or exactly one `.safetensors` file.
+ * exactly one index (preferred) or exactly one `.safetensors` file. Every header is read and checked first.
  */
 export async function openCheckpoint(path: string): Promise<Checkpoint> {
-  let s;
+  const h = readCheckpointHeader(path);
+  const opened = new Map<string, SafetensorsFile>();
   try {
-    s = await stat(path);
-  } catch (cause) {
-    throw new SafetensorsError(path, `not found; expected ${EXPECTED}`, { code: 'SAFETENSORS_NOT_FOUND', cause });
+    for (const [file, header] of h.headers) opened.set(file, await SafetensorsFile.open(file, header));
+  } catch (e) {
+    await Promise.all([...opened.values()].map((f) => f.close().catch(() => undefined)));
+    throw e;
   }
-  if (s.isDirectory()) path = pickInDirectory(path, await readdir(path));
-  if (basename(path).endsWith('.json')) return openIndex(path);
-  return new SingleFileCheckpoint(await SafetensorsFile.open(path));
+  if (!h.shardOf) return new SingleFileCheckpoint(opened.get(h.path)!);
+  const route = new Map([...h.shardOf].map(([key, file]) => [key, opened.get(file)!]));
+  return new ShardedCheckpoint(h.path, h.metadata, route, [...opened.values()]);
 }
 
 /** A checkpoint's key table, read from its header(s) alone. */
@@ -231,20 +184,23 @@ export interface CheckpointHeader {
   readonly path: string;
   readonly files: readonly string[];
   readonly tensors: ReadonlyMap<string, StoredTensor>;
+  readonly metadata: Record<string, string>;
+  /** Each file's parsed header. */
+  readonly headers: ReadonlyMap<string, ParsedHeader>;
+  /** Sharded: the file of each key (the index's weight_map). */
+  readonly shardOf?: ReadonlyMap<string, string>;
 }
 
-/** `openCheckpoint`'s header work, synchronously and without keeping files open (model discovery). */
+/** A checkpoint's headers, read synchronously without keeping files open (model discovery; `openCheckpoint`). */
 export function readCheckpointHeader(path: string): CheckpointHeader {
-  let isDir: boolean;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch (cause) {
-    throw new SafetensorsError(path, `not found; expected ${EXPECTED}`, { code: 'SAFETENSORS_NOT_FOUND', cause });
-  }
-  if (isDir) path = pickInDirectory(path, readdirSync(path));
+  if (!isFile(path) && !isDir(path)) throw new SafetensorsError(path, `not found; expected ${EXPECTED}`, { code: 'SAFETENSORS_NOT_FOUND' });
+  if (isDir(path)) path = pickInDirectory(path, readdirSync(path));
   if (!basename(path).endsWith('.json')) {
-    return { path, files: [path], tensors: SafetensorsFile.readHeaderSync(path).tensors };
+    const header = SafetensorsFile.readHeaderSync(path);
+    return { path, files: [path], tensors: header.tensors, metadata: header.metadata, headers: new Map([[path, header]]) };
   }
+  const size = statSync(path).size;
+  if (size > MAX_INDEX_BYTES) throw new SafetensorsError(path, `index file is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`, { code: 'SAFETENSORS_INDEX' });
   let raw: Uint8Array;
   try {
     raw = readFileSync(path);
@@ -253,23 +209,30 @@ export function readCheckpointHeader(path: string): CheckpointHeader {
   }
   const index = parseIndex(path, raw);
   const dir = dirname(path);
-  checkShards(path, index, (p) => {
-    try {
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  });
+  const missing = [...index.byShard.keys()].filter((file) => !isFile(join(dir, file)));
+  if (missing.length > 0) {
+    throw new SafetensorsError(path, `${missing.length} shard file(s) named in weight_map are missing from ${dir}: ${listNames(missing)}; download the complete checkpoint`, { code: 'SAFETENSORS_NOT_FOUND' });
+  }
   const tensors = new Map<string, StoredTensor>();
+  const headers = new Map<string, ParsedHeader>();
+  const shardOf = new Map<string, string>();
   const problems: string[] = [];
   for (const [file, keys] of index.byShard) {
-    const shard = SafetensorsFile.readHeaderSync(join(dir, file)).tensors;
-    const absent = keys.filter((k) => !shard.has(k));
+    const shard = join(dir, file);
+    const header = SafetensorsFile.readHeaderSync(shard);
+    headers.set(shard, header);
+    const absent = keys.filter((k) => !header.tensors.has(k));
     if (absent.length > 0) problems.push(`${absent.length} key(s) not in ${file}: ${listNames(absent)}`);
-    for (const k of keys) if (shard.has(k)) tensors.set(k, shard.get(k)!);
+    for (const k of keys) {
+      if (!header.tensors.has(k)) continue;
+      tensors.set(k, header.tensors.get(k)!);
+      shardOf.set(k, shard);
+    }
   }
-  checkRouting(path, problems);
-  return { path, files: [...index.byShard.keys()].map((f) => join(dir, f)), tensors };
+  if (problems.length > 0) {
+    throw new SafetensorsError(path, `weight_map names tensors that their shard does not hold: ${problems.join('; ')}`, { code: 'SAFETENSORS_INDEX' });
+  }
+  return { path, files: [...headers.keys()], tensors, metadata: index.metadata, headers, shardOf };
 }
 
 /** The checkpoints directly in a folder: indexes, plus .safetensors files that no index names as a shard. */

@@ -353,8 +353,8 @@ export class SafetensorsFile {
     this.fileSize = fileSize;
   }
 
-  static async open(path: string): Promise<SafetensorsFile> {
-    const fileSize = statFile(path, 'a .safetensors file');
+  /** Reads and validates the header, then keeps the file open for tensor reads. */
+  static async open(path: string, header: ParsedHeader = SafetensorsFile.readHeaderSync(path)): Promise<SafetensorsFile> {
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -362,24 +362,12 @@ export class SafetensorsFile {
       const code = (cause as NodeJS.ErrnoException).code;
       throw new SafetensorsError(path, `cannot open (${code ?? String(cause)})`, { code: 'SAFETENSORS_IO', cause });
     }
-    try {
-      const prefix = new Uint8Array(Math.min(8, fileSize));
-      await readExactly(fh, prefix, 0, path, 'the header length');
-      const n = parseHeaderLength(prefix, fileSize, path); // validated: n <= 100 MB and within the file
-      const json = new Uint8Array(n);
-      await readExactly(fh, json, 8, path, 'the header');
-      const header = parseHeaderJson(json, fileSize, path);
-      return new SafetensorsFile(path, fh, header, fileSize);
-    } catch (e) {
-      await fh.close().catch(() => undefined);
-      if (e instanceof SafetensorsError) throw e;
-      throw new SafetensorsError(path, `cannot read header (${e instanceof Error ? e.message : String(e)})`, { code: 'SAFETENSORS_IO', cause: e });
-    }
+    return new SafetensorsFile(path, fh, header, header.dataStart + header.dataLength);
   }
 
   /**
-   * The header alone, read synchronously (model discovery reads every component's header this way, in
-   * milliseconds); the same validation and errors as `open`.
+   * The header alone (8-byte length, JSON, validated before anything sized by the file is allocated), read
+   * synchronously: model discovery reads every component's header this way, in milliseconds.
    */
   static readHeaderSync(path: string): ParsedHeader {
     const fileSize = statFile(path, 'a .safetensors file');
