@@ -20,7 +20,6 @@ import {
   t5EncoderArchitecture,
   type Architecture,
 } from '../../src/weights/architectures.ts';
-import { detectFormat } from '../../src/weights/detect.ts';
 import { SafetensorsError, writeSparseSafetensors, type Dtype } from '../../src/weights/safetensors.ts';
 
 type Entry = { name: string; dtype: Dtype; shape: number[] };
@@ -311,20 +310,5 @@ describe('inspect: sharded checkpoints and folders', () => {
     expect(r.components!['flux1-dev.safetensors']).toMatchObject({ format: 'bfl-transformer', variant: 'dev' });
     expect(r.components!['ae.safetensors'].format).toBe('bfl-vae');
     expectClean(r);
-  });
-});
-
-describe('detectFormat', () => {
-  it('tells each format apart by key names', () => {
-    const keys = (a: Architecture) => a.tensors.keys();
-    expect(detectFormat(keys(bflTransformerArchitecture(FLUX_SCHNELL)))).toEqual({ format: 'bfl-transformer', variant: 'schnell', prefix: '' });
-    expect(detectFormat(keys(diffusersTransformerArchitecture(FLUX_DEV)))).toEqual({ format: 'diffusers-transformer', variant: 'dev', prefix: '' });
-    expect(detectFormat(keys(bflVaeArchitecture(FLUX_VAE))).format).toBe('bfl-vae');
-    expect(detectFormat(keys(diffusersVaeArchitecture(FLUX_VAE))).format).toBe('diffusers-vae');
-    expect(detectFormat(keys(t5EncoderArchitecture(T5_XXL))).format).toBe('t5-encoder');
-    expect(detectFormat(keys(clipTextArchitecture(CLIP_L))).format).toBe('clip-text');
-    expect(detectFormat([...keys(bflVaeArchitecture(FLUX_VAE))].map((k) => `first_stage_model.${k}`))).toEqual({ format: 'bfl-vae', prefix: 'first_stage_model.' });
-    expect(detectFormat(['shared.weight'])).toEqual({ format: 'unknown', prefix: '' });
-    expect(detectFormat([])).toEqual({ format: 'unknown', prefix: '' });
   });
 });
