@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../../../test/harness/fixtures.ts';
 import { runFlux } from '../../../test/harness/run-cli.ts';
-import { decodeImage, readGenerationMetadata, readPngText } from '../../flux/src/pipeline.ts';
+import { decodeImage, readGenerationMetadata, readPngText } from '../../flux/src/index.ts';
 
 const MODEL = fixturePath('pipeline', 'tiny-flux');
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AutoEncoderParams } from '../configs.ts';
+import type { AutoEncoderParams } from './config.ts';
 import { Conv2d } from '../nn/conv2d.ts';
 import { GroupNorm } from '../nn/group-norm.ts';
 import { AttnBlock } from './attn-block.ts';

@@ -165,7 +165,7 @@ function loadNative(): NativeState {
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   // NOTE: TF 2.12+ on x86 enables oneDNN custom ops and announces it on stderr through absl, which
   // ignores TF_CPP_MIN_LOG_LEVEL. Turning them off removes those two lines; f32 matmul/conv speed was
-  // the same within noise here (about 100-250 GFLOP/s either way). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
+  // the same within noise here either way (README, Tensor backends). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
   process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
   restoreRemovedUtil();
   for (const pkg of NATIVE_PACKAGES) {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { linearFrom, silu, type Linear } from './ops.ts';
-import { linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** Each [B, 1, dim]. */
 export interface ModulationOut {

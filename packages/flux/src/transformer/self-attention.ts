@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attention, linearFrom, type Linear, type Rope } from './ops.ts';
 import { QKNorm } from './qk-norm.ts';
-import { linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** "B L (K H D) -> K B H L D" with K = 3: qkv [B, L, 3*H*D] -> q, k, v [B, H, L, D]. */
 export function splitQkv(qkv: tf.Tensor, numHeads: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
