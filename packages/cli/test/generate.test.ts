@@ -61,7 +61,7 @@ describe('pnpm flux generate', () => {
     expect(r.code).toBe(1);
     const lines = errorLines(r.stderr);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^error: no model given and none found \(looked in .*no-hf.*\).*pnpm flux download/);
+    expect(lines[0]).toMatch(/^error: no model given and none found \(looked in .*no-hf.*\).*flux-ts download/);
   });
 
   it('a missing component: one line naming it', async () => {

@@ -120,7 +120,9 @@ export class AutoEncoder {
   /** The loaded weights this model holds (fromCheckpointWeights). */
   private weights: CheckpointWeights | null = null;
 
-  constructor(readonly params: AutoEncoderParams) {
+  readonly params: AutoEncoderParams;
+  constructor(params: AutoEncoderParams) {
+    this.params = params;
     validateAutoEncoderParams(params);
     if (params.useQuantConv || params.usePostQuantConv) {
       throw new FluxError('INVALID_CONFIG', 'vae config: use_quant_conv / use_post_quant_conv are set, but the FLUX autoencoder has no quant convs; use the FLUX.1 vae/config.json');

@@ -24,7 +24,9 @@ export class Decoder {
   readonly norm_out: GroupNorm;
   readonly conv_out: Conv2d;
 
-  constructor(readonly params: AutoEncoderParams) {
+  readonly params: AutoEncoderParams;
+  constructor(params: AutoEncoderParams) {
+    this.params = params;
     const { ch, chMult, numResBlocks, outCh, zChannels, normNumGroups: g } = params;
     const levels = chMult.length;
     let blockIn = ch * chMult[levels - 1];

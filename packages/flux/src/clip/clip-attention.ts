@@ -18,10 +18,12 @@ export class CLIPAttention {
     return { ...linearSpec('k_proj', h, h), ...linearSpec('v_proj', h, h), ...linearSpec('q_proj', h, h), ...linearSpec('out_proj', h, h) };
   }
 
+  readonly config: ClipTextConfig;
   constructor(
-    readonly config: ClipTextConfig,
+    config: ClipTextConfig,
     w: Weights,
   ) {
+    this.config = config;
     this.q_proj = linearFrom(w, 'q_proj');
     this.k_proj = linearFrom(w, 'k_proj');
     this.v_proj = linearFrom(w, 'v_proj');

@@ -31,10 +31,12 @@ export class CLIPEncoderLayer {
   }
 
   /** `w`: keys relative to `encoder.layers.{i}.`. */
+  readonly config: ClipTextConfig;
   constructor(
-    readonly config: ClipTextConfig,
+    config: ClipTextConfig,
     w: Weights,
   ) {
+    this.config = config;
     const norm = (n: string): Norm => ({ weight: take<tf.Tensor1D>(w, `${n}.weight`), bias: take<tf.Tensor1D>(w, `${n}.bias`) });
     this.self_attn = new CLIPAttention(config, scope(w, 'self_attn.'));
     this.layer_norm1 = norm('layer_norm1');

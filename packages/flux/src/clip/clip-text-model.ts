@@ -59,10 +59,14 @@ export class CLIPTextModel {
   }
 
   /** `weights`: opened for this config (clip/load.ts). */
+  readonly config: ClipTextConfig;
+  readonly weights: CheckpointWeights;
   constructor(
-    readonly config: ClipTextConfig,
-    readonly weights: CheckpointWeights,
+    config: ClipTextConfig,
+    weights: CheckpointWeights,
   ) {
+    this.config = config;
+    this.weights = weights;
     clipActivation(config.hiddenAct);
   }
 

@@ -25,13 +25,23 @@ export class Conv2d implements ParamLeaf {
   /** [out] */
   bias: tf.Tensor1D | null = null;
 
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernelSize: number;
+  readonly stride: number;
+  readonly padding: number;
   constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernelSize: number,
-    readonly stride = 1,
-    readonly padding = 0,
+    inChannels: number,
+    outChannels: number,
+    kernelSize: number,
+    stride = 1,
+    padding = 0,
   ) {
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.kernelSize = kernelSize;
+    this.stride = stride;
+    this.padding = padding;
     for (const [k, v] of Object.entries({ inChannels, outChannels, kernelSize, stride })) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`Conv2d: ${k} must be a positive integer, got ${v}`);
     }

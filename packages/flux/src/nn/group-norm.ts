@@ -31,11 +31,17 @@ export class GroupNorm implements ParamLeaf {
   weight: tf.Tensor1D | null = null;
   bias: tf.Tensor1D | null = null;
 
+  readonly numGroups: number;
+  readonly numChannels: number;
+  readonly eps: number;
   constructor(
-    readonly numGroups: number,
-    readonly numChannels: number,
-    readonly eps = 1e-6,
+    numGroups: number,
+    numChannels: number,
+    eps = 1e-6,
   ) {
+    this.numGroups = numGroups;
+    this.numChannels = numChannels;
+    this.eps = eps;
     if (!Number.isInteger(numGroups) || numGroups < 1 || numChannels % numGroups !== 0) {
       throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
     }

@@ -47,10 +47,15 @@ export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D | n
 
 /** A Linear layer whose fields are the checkpoint key segments (`weight`, `bias`). */
 export class Linear {
+  readonly weight: tf.Tensor2D;
+  readonly bias: tf.Tensor1D | null;
   constructor(
-    readonly weight: tf.Tensor2D,
-    readonly bias: tf.Tensor1D | null = null,
-  ) {}
+    weight: tf.Tensor2D,
+    bias: tf.Tensor1D | null = null,
+  ) {
+    this.weight = weight;
+    this.bias = bias;
+  }
 
   get inFeatures(): number {
     return features(this.weight)[1];

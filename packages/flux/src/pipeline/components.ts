@@ -32,7 +32,7 @@ async function named<T>(component: string, path: string, fn: () => Promise<T>): 
   } catch (e) {
     if (e instanceof FluxError) throw e;
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new ModelNotFoundError(`${component} could not be loaded from ${path}: ${msg}; download it again (pnpm flux download)`, 'MODEL_COMPONENT_CORRUPT');
+    throw new ModelNotFoundError(`${component} could not be loaded from ${path}: ${msg}; download it again (flux-ts download)`, 'MODEL_COMPONENT_CORRUPT');
   }
 }
 

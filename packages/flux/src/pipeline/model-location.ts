@@ -75,7 +75,7 @@ export interface LocateOptions {
 
 const TEXT_PARTS = ['text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2'] as const;
 const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-const DOWNLOAD_AGAIN = 'the download is incomplete, fetch the model again (pnpm flux download)';
+const DOWNLOAD_AGAIN = 'the download is incomplete, fetch the model again (flux-ts download)';
 
 const missingOrCorrupt: JsonErrorFactory = (code, message) =>
   new ModelNotFoundError(message, code === 'FILE_NOT_FOUND' ? 'MODEL_COMPONENT_MISSING' : 'MODEL_COMPONENT_CORRUPT');
@@ -85,14 +85,14 @@ function checkComponents(root: string, parts: readonly string[], label: string):
   for (const part of parts) {
     const dir = join(root, part);
     if (!isDir(dir)) {
-      throw new ModelNotFoundError(`${label}: component ${part}/ is missing (${dir}); download the complete model (pnpm flux download)`, 'MODEL_COMPONENT_MISSING');
+      throw new ModelNotFoundError(`${label}: component ${part}/ is missing (${dir}); download the complete model (flux-ts download)`, 'MODEL_COMPONENT_MISSING');
     }
     const needsConfig = part.startsWith('text_encoder') || part === 'transformer' || part === 'vae';
     if (needsConfig && !isFile(join(dir, 'config.json'))) {
-      throw new ModelNotFoundError(`${label}: component ${part}/config.json is missing; download the complete model (pnpm flux download)`, 'MODEL_COMPONENT_MISSING');
+      throw new ModelNotFoundError(`${label}: component ${part}/config.json is missing; download the complete model (flux-ts download)`, 'MODEL_COMPONENT_MISSING');
     }
     if (needsConfig && !readdirSync(dir).some((f) => f.endsWith('.safetensors'))) {
-      throw new ModelNotFoundError(`${label}: component ${part}/ has no .safetensors weights (only safetensors are supported); download them (pnpm flux download)`, 'MODEL_COMPONENT_MISSING');
+      throw new ModelNotFoundError(`${label}: component ${part}/ has no .safetensors weights (only safetensors are supported); download them (flux-ts download)`, 'MODEL_COMPONENT_MISSING');
     }
   }
 }
@@ -204,7 +204,7 @@ function snapshotOrThrow(repo: string, env: NodeJS.ProcessEnv): string {
   const snap = cachedSnapshot(repo, env);
   if (!snap) {
     throw new ModelNotFoundError(
-      `model ${repo} is not in the Hugging Face cache (looked in ${hfCacheDir(env)}); download it with: pnpm flux download ${repo}`,
+      `model ${repo} is not in the Hugging Face cache (looked in ${hfCacheDir(env)}); download it with: flux-ts download ${repo}`,
     );
   }
   return snap;
@@ -246,7 +246,7 @@ function bflLocation(file: string, opts: LocateOptions, env: NodeJS.ProcessEnv):
     throw new ModelNotFoundError(
       `a BFL transformer file (${basename(file)}) needs the text encoders and tokenizers of a diffusers FLUX.1 folder: ` +
         `pass --text-encoders DIR (or set FLUX_TEXT_ENCODERS); none found in the Hugging Face cache (${hfCacheDir(env)}). ` +
-        `Get them with: pnpm flux download ${DEFAULT_REPO}`, 'MODEL_COMPONENT_MISSING',
+        `Get them with: flux-ts download ${DEFAULT_REPO}`, 'MODEL_COMPONENT_MISSING',
     );
   }
   checkComponents(te, TEXT_PARTS, te);
@@ -283,7 +283,7 @@ export function locateModel(opts: LocateOptions = {}): ModelLocation {
     if (snap) return diffusersLocation(snap, 'hf-cache', DEFAULT_REPO);
     throw new ModelNotFoundError(
       `no model given and none found (looked in ${defaultSearchPlaces(env).join(', ')}); ` +
-        `download FLUX.1 [schnell] with \`pnpm flux download\` or pass --model PATH`,
+        `download FLUX.1 [schnell] with \`flux-ts download\` or pass --model PATH`,
     );
   }
   if (isDir(given)) {
@@ -298,7 +298,7 @@ export function locateModel(opts: LocateOptions = {}): ModelLocation {
     throw new ModelNotFoundError(
       `${given} is not a FLUX.1 model folder: no model_index.json (diffusers layout) and ${transformers.length === 0 ? 'no' : transformers.length} ` +
         'FLUX transformer checkpoint(s) among its .safetensors files (read from their headers); ' +
-        'pass a diffusers FLUX.1 folder, a BFL flux1-schnell.safetensors file, or download one with `pnpm flux download`',
+        'pass a diffusers FLUX.1 folder, a BFL flux1-schnell.safetensors file, or download one with `flux-ts download`',
     );
   }
   if (isFile(given)) {
@@ -310,5 +310,5 @@ export function locateModel(opts: LocateOptions = {}): ModelLocation {
   if (REPO_ID.test(given) && !given.startsWith('.')) {
     return diffusersLocation(snapshotOrThrow(given, env), 'hf-cache', given);
   }
-  throw new ModelNotFoundError(`model ${given} not found (no such file or folder, and not a repo id in the Hugging Face cache ${hfCacheDir(env)}); download one with \`pnpm flux download\``);
+  throw new ModelNotFoundError(`model ${given} not found (no such file or folder, and not a repo id in the Hugging Face cache ${hfCacheDir(env)}); download one with \`flux-ts download\``);
 }

@@ -75,7 +75,7 @@ export interface GenerateOptions {
   strength?: number;
   /**
    * Initial noise instead of the seed's draw (research use): [B, 16, H/8, W/8] float32, e.g. the `noise` tensor
-   * `pnpm flux noise` writes. With an image it replaces the noise only (the VAE sample still uses the seed).
+   * `flux-ts noise` writes. With an image it replaces the noise only (the VAE sample still uses the seed).
    */
   latents?: Float32Array | { data: Float32Array; shape: readonly number[] };
   onStep?: (info: StepInfo) => void | Promise<void>;
@@ -381,7 +381,7 @@ export class FluxPipeline {
       const given = opts.latents instanceof Float32Array ? undefined : opts.latents.shape;
       const ok = data.length === n && (given === undefined || given.reduce((a, b) => a * b, 1) === n && given[given.length - 1] === shape[3] && given[given.length - 2] === shape[2]);
       if (!ok) {
-        throw new GenerateError(`latents ${given ? `[${given.join(', ')}]` : `of ${data.length} values`} do not fit a ${numImages}x ${width}x${height} generation: expected [${shape.join(', ')}] (${n} values); make them with pnpm flux noise --shape ${shape.join(',')}`);
+        throw new GenerateError(`latents ${given ? `[${given.join(', ')}]` : `of ${data.length} values`} do not fit a ${numImages}x ${width}x${height} generation: expected [${shape.join(', ')}] (${n} values); make them with flux-ts noise --shape ${shape.join(',')}`);
       }
       givenNoise = data;
     }

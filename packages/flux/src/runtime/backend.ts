@@ -145,14 +145,14 @@ let nativeState: NativeState | undefined;
 const nativeFailures = new Map<NativePackage, string>();
 
 /**
- * NOTE: tfjs-node 4.22 calls `util.isNullOrUndefined` and `util.isArray`, which Node 23 removed (deprecated since
- * Node 4); without them its kernels throw "isNullOrUndefined is not a function" on Node 24. Put back exactly those
- * two, with their documented meaning, before the package loads.
+ * NOTE: tfjs-node 4.22 calls `util.isNullOrUndefined`, which Node 23 removed, and `util.isArray`, which warns
+ * (DEP0044) on every Node since 22; without the first its kernels throw "isNullOrUndefined is not a function" on
+ * Node 24. Put both back with their documented meaning before the package loads.
  */
 function restoreRemovedUtil(): void {
   const u = util as unknown as Record<string, unknown>;
   u.isNullOrUndefined ??= (v: unknown) => v === null || v === undefined;
-  u.isArray ??= Array.isArray;
+  u.isArray = Array.isArray;
 }
 
 /**

@@ -65,10 +65,12 @@ export class T5Attention {
     return s;
   }
 
+  readonly config: T5Config;
   constructor(
-    readonly config: T5Config,
+    config: T5Config,
     w: Weights,
   ) {
+    this.config = config;
     this.q = take<tf.Tensor2D>(w, 'q.weight');
     this.k = take<tf.Tensor2D>(w, 'k.weight');
     this.v = take<tf.Tensor2D>(w, 'v.weight');

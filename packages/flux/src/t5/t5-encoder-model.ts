@@ -30,10 +30,14 @@ export class T5EncoderModel {
   }
 
   /** `weights`: opened for this config (t5/load.ts). */
+  readonly config: T5Config;
+  readonly weights: CheckpointWeights;
   constructor(
-    readonly config: T5Config,
-    readonly weights: CheckpointWeights,
+    config: T5Config,
+    weights: CheckpointWeights,
   ) {
+    this.config = config;
+    this.weights = weights;
     t5Activation(config.denseActFn); // unsupported activation: fail at construction, not mid-encode
   }
 

@@ -33,10 +33,12 @@ export class T5LayerFF {
     return { ...prefixed('DenseReluDense.', { ...wi, 'wo.weight': [c.dModel, c.dFf] }), ...T5LayerNorm.spec('layer_norm', c) };
   }
 
+  readonly config: T5Config;
   constructor(
-    readonly config: T5Config,
+    config: T5Config,
     w: Weights,
   ) {
+    this.config = config;
     const d = (k: string) => take<tf.Tensor2D>(w, `DenseReluDense.${k}.weight`);
     this.DenseReluDense = config.isGatedAct ? { wi_0: d('wi_0'), wi_1: d('wi_1'), wo: d('wo') } : { wi: d('wi'), wo: d('wo') };
     this.layer_norm = new T5LayerNorm(take<tf.Tensor1D>(w, 'layer_norm.weight'), config.layerNormEpsilon);

@@ -12,10 +12,15 @@ export class T5LayerNorm {
     return { [`${prefix}.weight`]: [c.dModel] };
   }
 
+  readonly weight: tf.Tensor1D;
+  readonly eps: number;
   constructor(
-    readonly weight: tf.Tensor1D,
-    readonly eps: number,
-  ) {}
+    weight: tf.Tensor1D,
+    eps: number,
+  ) {
+    this.weight = weight;
+    this.eps = eps;
+  }
 
   forward(x: tf.Tensor): tf.Tensor {
     return rmsNorm(x, this.weight, this.eps); // [..., C] -> [..., C]

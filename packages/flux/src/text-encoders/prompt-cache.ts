@@ -28,7 +28,9 @@ export class PromptEmbeddingCache {
   misses = 0;
   evictions = 0;
 
-  constructor(readonly capacity = 8) {
+  readonly capacity: number;
+  constructor(capacity = 8) {
+    this.capacity = capacity;
     if (!Number.isInteger(capacity) || capacity < 0) throw new FluxError('INVALID_OPTION', `prompt cache capacity must be an integer >= 0, got ${capacity}`);
   }
 

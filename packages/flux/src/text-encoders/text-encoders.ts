@@ -25,13 +25,24 @@ export interface EncodeOptions {
 
 /** Both encoders plus tokenizers and the cache: `encode(prompt)` -> PromptEmbeddings on the host. */
 export class TextEncoders {
+  readonly clip: CLIPTextModel;
+  readonly t5: T5EncoderModel;
+  readonly tokenizers: PromptTokenizers;
+  readonly cache: PromptEmbeddingCache;
+  private readonly closers: (() => Promise<void>)[];
   constructor(
-    readonly clip: CLIPTextModel,
-    readonly t5: T5EncoderModel,
-    readonly tokenizers: PromptTokenizers,
-    readonly cache: PromptEmbeddingCache = new PromptEmbeddingCache(),
-    private readonly closers: (() => Promise<void>)[] = [],
-  ) {}
+    clip: CLIPTextModel,
+    t5: T5EncoderModel,
+    tokenizers: PromptTokenizers,
+    cache: PromptEmbeddingCache = new PromptEmbeddingCache(),
+    closers: (() => Promise<void>)[] = [],
+  ) {
+    this.clip = clip;
+    this.t5 = t5;
+    this.tokenizers = tokenizers;
+    this.cache = cache;
+    this.closers = closers;
+  }
 
   /**
    * The encoders of a diffusers FLUX.1 folder (`root/text_encoder/`, `root/text_encoder_2/`), or at the locations

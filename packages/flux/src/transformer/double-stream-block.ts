@@ -41,10 +41,12 @@ export class DoubleStreamBlock {
     return { ...stream('img'), ...stream('txt') };
   }
 
+  readonly dims: BlockDims;
   constructor(
-    readonly dims: BlockDims,
+    dims: BlockDims,
     w: Weights,
   ) {
+    this.dims = dims;
     this.img_mod = new Modulation(w, 'img_mod', true);
     this.img_attn = new SelfAttention(w, 'img_attn', dims.num_heads);
     this.img_mlp = [linearFrom(w, 'img_mlp.0'), 'gelu_tanh', linearFrom(w, 'img_mlp.2')];

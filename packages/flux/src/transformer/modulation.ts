@@ -18,11 +18,13 @@ export class Modulation {
     return linearSpec(`${prefix}.lin`, dim, (double ? 6 : 3) * dim);
   }
 
+  readonly is_double: boolean;
   constructor(
     w: Weights,
     prefix: string,
-    readonly is_double: boolean,
+    is_double: boolean,
   ) {
+    this.is_double = is_double;
     this.lin = linearFrom(w, `${prefix}.lin`);
     this.multiplier = is_double ? 6 : 3;
   }

@@ -29,11 +29,13 @@ export class SelfAttention {
     };
   }
 
+  readonly num_heads: number;
   constructor(
     w: Weights,
     prefix: string,
-    readonly num_heads: number,
+    num_heads: number,
   ) {
+    this.num_heads = num_heads;
     this.qkv = linearFrom(w, `${prefix}.qkv`);
     this.norm = new QKNorm(w, `${prefix}.norm`);
     this.proj = linearFrom(w, `${prefix}.proj`);

@@ -28,10 +28,12 @@ export class SingleStreamBlock {
     };
   }
 
+  readonly dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>;
   constructor(
-    readonly dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>,
+    dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>,
     w: Weights,
   ) {
+    this.dims = dims;
     this.linear1 = linearFrom(w, 'linear1');
     this.linear2 = linearFrom(w, 'linear2');
     this.norm = new QKNorm(w, 'norm');

@@ -62,11 +62,15 @@ export class CheckpointWeights {
   private readonly executor = new WeightExecutor();
 
   /** Checks every name and shape of the checkpoint against `layout` (no data read); throws `layout.error`. */
+  readonly reader: TensorReader;
+  readonly layout: CheckpointLayout;
   constructor(
-    readonly reader: TensorReader,
-    readonly layout: CheckpointLayout,
+    reader: TensorReader,
+    layout: CheckpointLayout,
     options: CheckpointWeightsOptions = {},
   ) {
+    this.reader = reader;
+    this.layout = layout;
     this.residency = options.residency ?? 'streamed';
     this.prefix = options.prefix ?? '';
     this.prefetching = options.prefetch ?? true;

@@ -55,7 +55,10 @@ function listNames(names: string[]): string {
 }
 
 class SingleFileCheckpoint implements Checkpoint {
-  constructor(private readonly file: SafetensorsFile) {}
+  private readonly file: SafetensorsFile;
+  constructor(file: SafetensorsFile) {
+    this.file = file;
+  }
   get path() { return this.file.path; }
   get metadata() { return this.file.metadata; }
   get tensors() { return this.file.tensors; }
@@ -74,12 +77,20 @@ class SingleFileCheckpoint implements Checkpoint {
 class ShardedCheckpoint implements Checkpoint {
   readonly tensors: ReadonlyMap<string, StoredTensor>;
   readonly files: readonly string[];
+  readonly path: string;
+  readonly metadata: Record<string, string>;
+  private readonly route: ReadonlyMap<string, SafetensorsFile>;
+  private readonly shards: SafetensorsFile[];
   constructor(
-    readonly path: string,
-    readonly metadata: Record<string, string>,
-    private readonly route: ReadonlyMap<string, SafetensorsFile>,
-    private readonly shards: SafetensorsFile[],
+    path: string,
+    metadata: Record<string, string>,
+    route: ReadonlyMap<string, SafetensorsFile>,
+    shards: SafetensorsFile[],
   ) {
+    this.path = path;
+    this.metadata = metadata;
+    this.route = route;
+    this.shards = shards;
     const tensors = new Map<string, StoredTensor>();
     for (const [name, shard] of route) tensors.set(name, shard.tensors.get(name)!);
     this.tensors = tensors;

@@ -70,8 +70,8 @@ describe('locateModel', () => {
   it('says where it looked and how to get the weights when nothing is found', () => {
     const env = { HF_HOME: join(dir, 'nothing') };
     expect(() => locateModel({ env })).toThrow(ModelNotFoundError);
-    expect(() => locateModel({ env })).toThrow(/looked in .*nothing.*models--black-forest-labs--FLUX\.1-schnell.*pnpm flux download/);
-    expect(() => locateModel({ model: 'nobody/nothing', env })).toThrow(/not in the Hugging Face cache.*pnpm flux download nobody\/nothing/);
+    expect(() => locateModel({ env })).toThrow(/looked in .*nothing.*models--black-forest-labs--FLUX\.1-schnell.*flux-ts download/);
+    expect(() => locateModel({ model: 'nobody/nothing', env })).toThrow(/not in the Hugging Face cache.*flux-ts download nobody\/nothing/);
     expect(() => locateModel({ model: join(dir, 'missing-folder'), env })).toThrow(/not found/);
   });
 

