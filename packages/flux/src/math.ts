@@ -7,6 +7,7 @@
  * applied without complex numbers or 2x2 matmuls.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulIn, type Precision } from './runtime/bf16.ts';
 
 /** Rotary position embedding: angles' cos and sin, [..., L, D/2] (for attention: [B, 1, L, D/2]). */
 export interface Rope {
@@ -73,6 +74,8 @@ export interface AttentionOptions {
    * The result is identical; only the peak memory changes. Default: all heads at once.
    */
   headChunk?: number;
+  /** The two products (q k^T and p v) in bf16, softmax in float32; default fp32. */
+  precision?: Precision;
 }
 
 /**
@@ -111,8 +114,9 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, pe?: Rope | 
           qc = rotate(qc, cq!, sq!);
           kc = rotate(kc, tables.c, tables.s);
         } else qc = tf.mul(qc, scale);
-        const scores = tf.matMul(qc, kc, false, true); // [B, n, Lq, Lk]
-        const out = tf.matMul(tf.softmax(scores), vc); // [B, n, Lq, Dv]
+        const p = opts.precision ?? 'fp32';
+        const scores = matMulIn(p, qc, kc, false, true); // [B, n, Lq, Lk]
+        const out = matMulIn(p, tf.softmax(scores), vc); // [B, n, Lq, Dv]
         return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, Lq, n * Dv]); // [B, n, Lq, Dv] -> [B, Lq, (n Dv)]
       }));
     }

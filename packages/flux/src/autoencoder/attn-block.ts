@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Conv2d } from '../nn/conv2d.ts';
+import { matMulIn, precisionOf } from '../runtime/bf16.ts';
 import { GroupNorm } from '../nn/group-norm.ts';
 
 /** Largest attention-score block materialised at once (elements): 2^26 floats = 256 MiB. */
@@ -43,8 +44,9 @@ export class AttnBlock {
       const v = tf.reshape(this.v.forward(hn), [b, n, c]) as tf.Tensor3D;
       const scale = 1 / Math.sqrt(c);
       const rows = Math.max(1, Math.floor(MAX_SCORE_ELEMENTS / (n * b)));
+      const p = precisionOf(this.q.weight);
       const attend = (qi: tf.Tensor3D): tf.Tensor3D =>
-        tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(qi, k, false, true), scale)) as tf.Tensor3D, v)); // [B, r, HW] @ [B, HW, C] -> [B, r, C]
+        tf.tidy(() => matMulIn(p, tf.softmax(tf.mul(matMulIn(p, qi, k, false, true), scale)), v) as tf.Tensor3D); // [B, r, HW] @ [B, HW, C] -> [B, r, C]
       let out: tf.Tensor3D;
       if (rows >= n) {
         out = attend(q);

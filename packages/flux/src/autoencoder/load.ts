@@ -12,10 +12,13 @@ import { CheckpointWeights } from '../weights/checkpoint-weights.ts';
 import { detectFormat, locateWeights, type WeightsLocation } from '../weights/detect.ts';
 import { AutoEncoder } from './autoencoder.ts';
 import { autoEncoderLayout, type AutoEncoderFormat } from './keys.ts';
+import type { Precision } from '../runtime/bf16.ts';
 
 export interface LoadAutoEncoderOptions {
   /** Dims to use instead of the config.json beside the weights (diffusers) or FLUX_VAE (BFL file). */
   params?: AutoEncoderParams;
+  /** Convolution weights in bf16 (native backend) or float32 (default). */
+  precision?: Precision;
 }
 
 export interface LoadedAutoEncoder {
@@ -51,6 +54,7 @@ export async function loadAutoEncoder(at: string | WeightsLocation, opts: LoadAu
     const weights = new CheckpointWeights(ckpt, autoEncoderLayout(params, location.format as AutoEncoderFormat), {
       residency: 'resident',
       prefix: location.prefix,
+      precision: opts.precision,
     });
     try {
       await weights.loadAll();

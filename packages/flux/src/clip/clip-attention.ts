@@ -3,6 +3,7 @@
  * `v_proj`, `out_proj` (Linear with bias), under `encoder.layers.{i}.self_attn.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulIn, precisionOf } from '../runtime/bf16.ts';
 import type { ClipTextConfig } from './config.ts';
 import { linearFrom, type Linear } from '../nn/linear.ts';
 import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
@@ -42,8 +43,9 @@ export class CLIPAttention {
       const k = heads(this.k_proj.forward(x));
       const v = heads(this.v_proj.forward(x));
       // as eager_attention_forward: matmul first, then * scaling, then + mask
-      const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask); // [B, H, L, L]
-      const ctx = tf.matMul(tf.softmax(scores), v); // [B, H, L, D]
+      const p = precisionOf(this.q_proj.weight);
+      const scores = tf.add(tf.mul(matMulIn(p, q, k, false, true), scale), mask); // [B, H, L, L]
+      const ctx = matMulIn(p, tf.softmax(scores), v); // [B, H, L, D]
       return this.out_proj.forward(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [B, L, C])); // -> [B, L, (H D)]
     });
   }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { conv2dBf16, isBf16 } from '../runtime/bf16.ts';
 
 /**
  * A layer that holds parameters: `paramShapes` names them (the last checkpoint key segment) with their checkpoint
@@ -75,6 +76,7 @@ export class Conv2d implements ParamLeaf {
       let pad: 'same' | 'valid' = 'valid';
       if (p > 0 && stride === 1 && k === 2 * p + 1) pad = 'same';
       else if (p > 0) input = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]);
+      if (isBf16(weight)) return tf.add(conv2dBf16(input, weight, stride, pad), bias) as tf.Tensor4D; // bf16 product, float32 bias
       return tf.fused.conv2d({ x: input, filter: weight, bias, strides: stride, pad, dataFormat: 'NHWC' });
     });
   }

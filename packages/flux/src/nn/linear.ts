@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { isBf16, matMulBf16 } from '../runtime/bf16.ts';
 
 /** Linear weights held as [in, out] (the checkpoint's [out, in] transposed once when loaded), by identity. */
 const PRE_TRANSPOSED = new WeakSet<object>();
@@ -23,10 +24,12 @@ function features(weight: tf.Tensor2D): [number, number] {
  * torch.nn.Linear: y = x W^T + b, with W stored [out, in] as in the checkpoints, or marked pre-transposed ([in, out],
  * markPreTransposed, as the loader lays every Linear weight out): a plain matMul, which tfjs-node and wasm run
  * several times faster than one with transposeB on these shapes (README, Performance). Same values either way.
+ * A bf16 weight (runtime/bf16.ts, [out, in]) multiplies in bf16 with float32 accumulation; the bias adds in float32.
  * x [..., in] -> [..., out].
  */
 export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D | null): tf.Tensor {
   const [outFeatures, inFeatures] = features(weight);
+  const bf16 = isBf16(weight);
   const transposeB = !PRE_TRANSPOSED.has(weight);
   const lead = x.shape.slice(0, -1);
   if (x.rank < 1 || x.shape[x.rank - 1] !== inFeatures) {
@@ -39,7 +42,7 @@ export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D | n
     const x2 = tf.reshape(x, [-1, inFeatures]); // [..., in] -> [N, in]
     // NOTE: not tf.fused.matMul: its bias with transposeB is wrong on the wasm backend (tfjs 4.22),
     // relL2 ~0.3 against torch; the separate add costs one pass over the output.
-    const xw = tf.matMul(x2, weight, false, transposeB); // [N, in] x [out, in]^T (or [in, out]) -> [N, out]
+    const xw = bf16 ? matMulBf16(x2, weight, false, true) : tf.matMul(x2, weight, false, transposeB); // [N, in] x [out, in]^T (or [in, out]) -> [N, out]
     const y = bias ? tf.add(xw, bias) : xw;
     return tf.reshape(y, [...lead, outFeatures]); // [N, out] -> [..., out]
   });

@@ -10,6 +10,7 @@ import { autoEncoderLayout, type AutoEncoderFormat } from '../autoencoder/keys.t
 import { loadAutoEncoder } from '../autoencoder/load.ts';
 import { clipLayout } from '../clip/keys.ts';
 import type { Residency } from '../runtime/backend.ts';
+import type { Precision } from '../runtime/bf16.ts';
 import { readJson } from '../shared/files.ts';
 import { t5Layout } from '../t5/keys.ts';
 import { autoEncoderParamsFromDiffusers, FLUX_VAE } from '../autoencoder/config.ts';
@@ -37,13 +38,13 @@ async function named<T>(component: string, path: string, fn: () => Promise<T>): 
 }
 
 /** text_encoder/ + text_encoder_2/ and the tokenizers, streamed per layer by default. */
-export async function openTextEncoders(loc: ModelLocation, residency: Residency = 'streamed'): Promise<TextEncoders> {
+export async function openTextEncoders(loc: ModelLocation, residency: Residency = 'streamed', precision: Precision = 'fp32'): Promise<TextEncoders> {
   const tk = await named('tokenizers', loc.textEncoderRoot, () => loadTokenizers(loc.textEncoderRoot, { t5Length: 512 }));
   const tokenizers = {
     clip: (prompt: string, maxLength: number) => tk.clip.encode(prompt, maxLength),
     t5: (prompt: string, maxLength: number) => tk.t5.encode(prompt, maxLength),
   };
-  return named('text encoders', loc.textEncoderRoot, () => TextEncoders.open({ clip: loc.clip, t5: loc.t5 }, tokenizers, { residency, cacheCapacity: 0 }));
+  return named('text encoders', loc.textEncoderRoot, () => TextEncoders.open({ clip: loc.clip, t5: loc.t5 }, tokenizers, { residency, precision, cacheCapacity: 0 }));
 }
 
 export interface OpenTransformer {
@@ -52,12 +53,12 @@ export interface OpenTransformer {
 }
 
 /** The transformer at the location (its format, prefix and dims as found): 'auto' = resident on a native GPU backend, streamed elsewhere. */
-export async function openTransformer(loc: ModelLocation, residency: Residency | 'auto' = 'auto'): Promise<OpenTransformer> {
+export async function openTransformer(loc: ModelLocation, residency: Residency | 'auto' = 'auto', precision: Precision = 'fp32'): Promise<OpenTransformer> {
   const t = loc.transformer;
   return named('transformer', t.path, async () => {
     const ckpt = await openCheckpoint(t.path);
     try {
-      const model = await loadTransformer(ckpt, t.params, { residency, format: t.format as TransformerFormat, prefix: t.prefix });
+      const model = await loadTransformer(ckpt, t.params, { residency, format: t.format as TransformerFormat, prefix: t.prefix, precision });
       return {
         model,
         close: async () => {
@@ -73,8 +74,8 @@ export async function openTransformer(loc: ModelLocation, residency: Residency |
 }
 
 /** The autoencoder at the location (vae/ with its config.json, or BFL's ae.safetensors with FLUX_VAE dims). */
-export async function openAutoEncoder(loc: ModelLocation): Promise<AutoEncoder> {
-  return named('vae', loc.vae.path, async () => (await loadAutoEncoder(loc.vae)).ae);
+export async function openAutoEncoder(loc: ModelLocation, precision: Precision = 'fp32'): Promise<AutoEncoder> {
+  return named('vae', loc.vae.path, async () => (await loadAutoEncoder(loc.vae, { precision })).ae);
 }
 
 /**

@@ -31,6 +31,8 @@ export interface GenerationMetadata {
   model: string;
   variant: string;
   max_sequence_length: number;
+  /** The precision the models computed in ('bf16' or 'fp32'; images before it was recorded were fp32). */
+  precision?: string;
   num_images: number;
   /** Index of this image in its batch (images of one batch share the seed). */
   index: number;
@@ -55,6 +57,7 @@ export function a1111Parameters(m: GenerationMetadata): string {
     ['Size', `${m.width}x${m.height}`],
     ['Model', m.model],
   ];
+  if (m.precision) pairs.push(['Precision', m.precision]);
   if (m.strength !== undefined) pairs.push(['Denoising strength', m.strength]);
   if (m.num_images > 1) pairs.push(['Batch size', m.num_images], ['Batch pos', m.index]);
   pairs.push(['Version', `flux-ts ${m.version}`]);

@@ -42,6 +42,7 @@ import { FLUX_TS_VERSION, pngTextFor, type GenerationMetadata } from './metadata
 import { PromptEmbeddingCache, type PromptEmbeddings } from '../text-encoders/prompt-cache.ts';
 import type { TextEncoders } from '../text-encoders/text-encoders.ts';
 import type { Residency } from '../runtime/backend.ts';
+import { PRECISION_CHOICES, resolvePrecision, type Precision, type PrecisionChoice } from '../runtime/bf16.ts';
 
 export type Stage = 'text' | 'image-encode' | 'denoise' | 'decode';
 
@@ -121,6 +122,8 @@ export interface GenerateResult {
   strength?: number;
   maxSequenceLength: number;
   variant: FluxVariant;
+  /** The precision the models computed in. */
+  precision: Precision;
   model: string;
   timings: StageTimings;
 }
@@ -142,6 +145,13 @@ export interface PipelineOptions {
    * backend's memory (the wasm heap fails silently past ~3.9 GiB); `true` / `false` force it.
    */
   vaeTiling?: TilingChoice;
+  /**
+   * 'bf16': every matmul and convolution in bf16 on oneDNN / cuBLAS (weights from the file's bytes untouched, about
+   * 2-3x faster on CPUs with AVX512_BF16), normalisation, softmax, RoPE, modulation and the sampler in float32, as
+   * PyTorch's bf16 does; native tensorflow backend only. 'fp32': float32 throughout (seed-for-seed with diffusers in
+   * float32). 'auto' (default): bf16 on the tensorflow backend, fp32 on wasm and cpu.
+   */
+  precision?: PrecisionChoice;
 }
 
 /** A request the library rejects (bad size, steps, strength, latents...). */
@@ -180,7 +190,11 @@ export class FluxPipeline {
       keepLoaded: options.keepLoaded ?? false,
       promptCacheSize: options.promptCacheSize ?? 8,
       vaeTiling: options.vaeTiling ?? 'auto',
+      precision: options.precision ?? 'auto',
     };
+    if (!PRECISION_CHOICES.includes(this.options.precision)) {
+      throw new GenerateError(`precision must be one of ${PRECISION_CHOICES.join(', ')}, got ${String(this.options.precision)}`);
+    }
     this.promptCache = new PromptEmbeddingCache(this.options.promptCacheSize);
   }
 
@@ -191,6 +205,11 @@ export class FluxPipeline {
   static load(model?: string | ModelLocation | LocateOptions, options: PipelineOptions = {}): FluxPipeline {
     const loc = typeof model === 'object' && 'layout' in model ? model : locateModel(typeof model === 'string' ? { model } : model ?? {});
     return new FluxPipeline(loc, options);
+  }
+
+  /** The precision the stages load in: `options.precision`, with 'auto' decided by the backend in use. */
+  get precision(): Precision {
+    return resolvePrecision(this.options.precision);
   }
 
   /** Checks every component's keys and shapes against its config, from the headers (no weights): a missing or corrupt part fails here. */
@@ -217,10 +236,10 @@ export class FluxPipeline {
 
   /** T5 + CLIP embeddings of one prompt (batch 1, host arrays), from the cache when seen before. */
   async encodePrompt(prompt: string, maxSequenceLength = this.defaults.max_sequence_length): Promise<PromptEmbeddings> {
-    const key = { prompt, variant: this.location.name, t5MaxLength: maxSequenceLength, clipMaxLength: 77 };
+    const key = { prompt, variant: `${this.location.name} ${this.precision}`, t5MaxLength: maxSequenceLength, clipMaxLength: 77 };
     const hit = this.promptCache.get(key);
     if (hit) return hit;
-    const enc = this.textEncoders ?? (await openTextEncoders(this.location, this.options.textEncoders));
+    const enc = this.textEncoders ?? (await openTextEncoders(this.location, this.options.textEncoders, this.precision));
     try {
       const emb = await enc.encode(prompt, { t5MaxLength: maxSequenceLength });
       this.promptCache.set(key, emb);
@@ -235,7 +254,7 @@ export class FluxPipeline {
   // Stage 2: transformer
 
   private async withTransformer<T>(fn: (t: OpenTransformer) => Promise<T>): Promise<T> {
-    const t = this.transformer ?? (await openTransformer(this.location, this.options.transformer));
+    const t = this.transformer ?? (await openTransformer(this.location, this.options.transformer, this.precision));
     try {
       return await fn(t);
     } finally {
@@ -297,7 +316,7 @@ export class FluxPipeline {
   // Stage 3: autoencoder
 
   private async withVae<T>(fn: (vae: AutoEncoder) => Promise<T> | T): Promise<T> {
-    const vae = this.vae ?? (await openAutoEncoder(this.location));
+    const vae = this.vae ?? (await openAutoEncoder(this.location, this.precision));
     try {
       return await fn(vae);
     } finally {
@@ -485,6 +504,7 @@ export class FluxPipeline {
           model: opts.modelName ?? this.location.name,
           variant: this.variant,
           max_sequence_length: maxSeq,
+          precision: this.precision,
           num_images: numImages,
           index,
           ...(strength !== undefined ? { strength } : {}),
@@ -505,6 +525,7 @@ export class FluxPipeline {
         ...(strength !== undefined ? { strength } : {}),
         maxSequenceLength: maxSeq,
         variant: this.variant,
+        precision: this.precision,
         model: this.location.name,
         timings,
       };

@@ -163,10 +163,10 @@ function loadNative(): NativeState {
   if (nativeState) return nativeState;
   // libtensorflow logs at load (CPU features, missing CUDA libraries): keep them out unless asked for.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
-  // NOTE: TF 2.12+ on x86 enables oneDNN custom ops and announces it on stderr through absl, which
-  // ignores TF_CPP_MIN_LOG_LEVEL. Turning them off removes those two lines; f32 matmul/conv speed was
-  // the same within noise here either way (README, Tensor backends). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
-  process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
+  // NOTE: oneDNN's custom ops are what run bf16 matmuls and convolutions fast (runtime/bf16.ts: without them bf16
+  // falls back to Eigen, slower than float32), and they speed float32 matmuls up too. TF announces them on stderr
+  // through absl (two lines that TF_CPP_MIN_LOG_LEVEL does not silence). Set TF_ENABLE_ONEDNN_OPTS=0 to turn them off.
+  process.env.TF_ENABLE_ONEDNN_OPTS ??= '1';
   restoreRemovedUtil();
   for (const pkg of NATIVE_PACKAGES) {
     const probe = probeNative(pkg);

@@ -3,6 +3,7 @@
  * bias that only layer 0 owns (`relative_attention_bias` [num_buckets, n_heads]) and every layer reuses.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulIn, precisionOf } from '../runtime/bf16.ts';
 import type { T5Config } from './config.ts';
 import { linear } from '../nn/linear.ts';
 import { take, type ParamSpec, type Weights } from '../weights/spec.ts';
@@ -87,8 +88,9 @@ export class T5Attention {
       const q = heads(linear(x, this.q));
       const k = heads(linear(x, this.k));
       const v = heads(linear(x, this.v));
-      const scores = tf.add(tf.matMul(q, k, false, true), positionBias); // [B, H, L, L], NO 1/sqrt(D) (T5)
-      const ctx = tf.matMul(tf.softmax(scores), v); // [B, H, L, D]
+      const p = precisionOf(this.q);
+      const scores = tf.add(matMulIn(p, q, k, false, true), positionBias); // [B, H, L, L], NO 1/sqrt(D) (T5)
+      const ctx = matMulIn(p, tf.softmax(scores), v); // [B, H, L, D]
       const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [B, L, H * D]); // [B, H, L, D] -> [B, L, (H D)]
       return linear(merged, this.o);
     });

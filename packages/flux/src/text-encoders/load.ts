@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { CLIPTextModel } from '../clip/clip-text-model.ts';
 import { clipLayout } from '../clip/keys.ts';
 import type { Residency } from '../runtime/backend.ts';
+import type { Precision } from '../runtime/bf16.ts';
 import { isDir, readJson } from '../shared/files.ts';
 import { T5EncoderModel } from '../t5/t5-encoder-model.ts';
 import { t5Layout } from '../t5/keys.ts';
@@ -24,6 +25,8 @@ import { TextEncoderWeightsError } from './token-ids.ts';
 
 export interface LoadOptions {
   residency?: Residency;
+  /** Linear weights in bf16 (native backend) or float32 (default). */
+  precision?: Precision;
 }
 
 export interface LoadedTextEncoder<M, C> {
@@ -55,7 +58,7 @@ async function loadTextEncoder<M, C>(
   const location = typeof where === 'string' ? locateWeights(where, kind).location : where;
   const ckpt = await openCheckpoint(location.path);
   try {
-    const weights = new CheckpointWeights(ckpt, layout(config), { residency: opts.residency, prefix: location.prefix });
+    const weights = new CheckpointWeights(ckpt, layout(config), { residency: opts.residency, prefix: location.prefix, precision: opts.precision });
     return {
       model: build(config, weights),
       config,

@@ -7,6 +7,7 @@ import type { CLIPTextModel } from '../clip/clip-text-model.ts';
 import type { T5EncoderModel } from '../t5/t5-encoder-model.ts';
 import type { WeightsLocation } from '../weights/detect.ts';
 import type { Residency } from '../runtime/backend.ts';
+import type { Precision } from '../runtime/bf16.ts';
 import { loadClipTextModel, loadT5EncoderModel } from './load.ts';
 import { PromptEmbeddingCache, type PromptEmbeddings, type PromptKey } from './prompt-cache.ts';
 
@@ -51,7 +52,7 @@ export class TextEncoders {
   static async open(
     at: string | { clip: WeightsLocation; t5: WeightsLocation },
     tokenizers: PromptTokenizers,
-    opts: { residency?: Residency; cacheCapacity?: number } = {},
+    opts: { residency?: Residency; precision?: Precision; cacheCapacity?: number } = {},
   ): Promise<TextEncoders> {
     const where = typeof at === 'string' ? { clip: join(at, 'text_encoder'), t5: join(at, 'text_encoder_2') } : at;
     const clip = await loadClipTextModel(where.clip, opts);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { precisionOf } from '../runtime/bf16.ts';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { Modulation, modulate } from './modulation.ts';
 import { SelfAttention } from './self-attention.ts';
@@ -66,7 +67,7 @@ export class DoubleStreamBlock {
       const q = tf.concat([txtQ, imgQ], 2); // [B,H,L_txt+L_img,D]
       const k = tf.concat([txtK, imgK], 2);
       const v = tf.concat([txtV, imgV], 2);
-      const attn = attention(q, k, v, pe, { headChunk }); // [B, L, hidden]
+      const attn = attention(q, k, v, pe, { headChunk, precision: precisionOf(this.img_attn.qkv.weight) }); // [B, L, hidden]
       const lTxt = txt.shape[1]!;
       const txtAttn = tf.slice(attn, [0, 0, 0], [-1, lTxt, -1]);
       const imgAttn = tf.slice(attn, [0, lTxt, 0], [-1, -1, -1]);

@@ -10,6 +10,7 @@
  */
 import { FluxError } from '@flux-ts/core';
 import { currentBackend, type BackendInfo, type Residency } from '../runtime/backend.ts';
+import type { Precision } from '../runtime/bf16.ts';
 import type { TensorReader } from '../weights/checkpoint.ts';
 import { CheckpointWeights } from '../weights/checkpoint-weights.ts';
 import { detectFormat } from '../weights/detect.ts';
@@ -27,6 +28,8 @@ export interface TransformerWeightsOptions {
   /** The checkpoint's layout and key prefix as model discovery read them from the header; detected when absent. */
   format?: TransformerFormat;
   prefix?: string;
+  /** Linear weights in bf16 (native backend; from the stored bytes) or float32 (default). */
+  precision?: Precision;
 }
 
 export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {}
@@ -57,6 +60,7 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
     residency: residency === 'auto' ? defaultResidency() : residency,
     prefetch: opts.prefetch,
     prefix,
+    precision: opts.precision,
   });
 }
 
@@ -66,8 +70,8 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
  * models read from `reader` during every forward: keep it open while the model is used (close it after `dispose()`).
  */
 export async function loadTransformer(reader: TensorReader, params: FluxParams, opts: LoadTransformerOptions = {}): Promise<Flux> {
-  const { residency, prefetch, format, prefix, ...fluxOptions } = opts;
-  const weights = openTransformerWeights(reader, params, { residency, prefetch, format, prefix });
+  const { residency, prefetch, format, prefix, precision, ...fluxOptions } = opts;
+  const weights = openTransformerWeights(reader, params, { residency, prefetch, format, prefix, precision });
   if (weights.residency === 'resident') await weights.loadAll();
   return new Flux(params, weights, fluxOptions);
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attention, linearFrom, type Linear, type Rope } from './ops.ts';
+import { precisionOf } from '../runtime/bf16.ts';
 import { QKNorm } from './qk-norm.ts';
 import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
@@ -54,7 +55,7 @@ export class SelfAttention {
   forward(x: tf.Tensor, pe: Rope, headChunk?: number): tf.Tensor {
     return tf.tidy(() => {
       const [q, k, v] = this.qkvHeads(x);
-      return this.proj.forward(attention(q, k, v, pe, { headChunk }));
+      return this.proj.forward(attention(q, k, v, pe, { headChunk, precision: precisionOf(this.qkv.weight) }));
     });
   }
 }

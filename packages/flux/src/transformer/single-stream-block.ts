@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockDims } from './double-stream-block.ts';
 import { Modulation, modulate } from './modulation.ts';
+import { precisionOf } from '../runtime/bf16.ts';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { QKNorm } from './qk-norm.ts';
 import { splitQkv } from './self-attention.ts';
@@ -49,7 +50,7 @@ export class SingleStreamBlock {
       const [qkv, mlp] = tf.split(this.linear1.forward(xMod), [3 * this.dims.hidden_size, this.mlp_hidden_dim], -1);
       const [q, k, v] = splitQkv(qkv!, this.dims.num_heads); // each [B,H,L,D]
       const [qn, kn] = this.norm.forward(q, k);
-      const attn = attention(qn, kn, v, pe, { headChunk }); // [B, L, hidden]
+      const attn = attention(qn, kn, v, pe, { headChunk, precision: precisionOf(this.linear1.weight) }); // [B, L, hidden]
       const output = this.linear2.forward(tf.concat([attn, geluTanh(mlp!)], 2)); // [B, L, hidden + mlp] -> [B, L, hidden]
       return tf.add(x, tf.mul(mod.gate, output));
     });

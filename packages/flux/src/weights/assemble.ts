@@ -182,3 +182,29 @@ export function assemble(parts: readonly RawTensor[], op: AssembleOp, transpose:
   }
   return { data, shape: [rows, ...rest] };
 }
+
+export interface AssembledBytes {
+  /** The combined tensor as stored (same dtype as every part), rows in the rule's order. */
+  readonly bytes: Uint8Array;
+  readonly shape: number[];
+}
+
+/**
+ * The parts combined by `op` (rows) with their bytes untouched: row segments copied as they are stored, for a
+ * consumer that takes the stored dtype itself (bf16 and fp8 weights in TensorFlow: runtime/bf16.ts). All parts must
+ * share one dtype and none may carry a scale. A single `rename` part is returned without a copy.
+ */
+export function assembleBytes(parts: readonly RawTensor[], op: AssembleOp): AssembledBytes {
+  const { rows, segments } = segmentsOf(parts, op);
+  const rest = parts[0]!.shape.slice(1);
+  const dtype = parts[0]!.dtype;
+  if (parts.some((p) => p.dtype !== dtype || p.scale !== undefined)) throw new RangeError('assembleBytes: parts must share one dtype and carry no scale');
+  const rowBytes = numel(rest) * DTYPE_SIZES[dtype];
+  for (const p of parts) {
+    if (p.bytes.byteLength !== p.shape[0]! * rowBytes) throw new RangeError(`assembleBytes: a [${p.shape.join(', ')}] ${dtype} part has ${p.bytes.byteLength} bytes`);
+  }
+  if (op === 'rename') return { bytes: parts[0]!.bytes, shape: [rows, ...rest] };
+  const out = new Uint8Array(rows * rowBytes);
+  for (const s of segments) out.set(parts[s.part]!.bytes.subarray(s.from * rowBytes, s.to * rowBytes), s.at * rowBytes);
+  return { bytes: out, shape: [rows, ...rest] };
+}

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Residency } from '../runtime/backend.ts';
+import type { Precision } from '../runtime/bf16.ts';
 import type { RawTensor } from './assemble.ts';
 import type { TensorReader } from './checkpoint.ts';
 import { DTYPE_SIZES, toFloat32 } from './dtypes.ts';
@@ -38,6 +39,11 @@ export interface CheckpointWeightsOptions {
   prefix?: string;
   /** The checkpoint, for messages (default: the reader's path). */
   where?: string;
+  /**
+   * 'fp32' (default): every tensor float32. 'bf16': Linear and conv weights become bf16 TensorFlow tensors from the
+   * bytes as stored (native backend only; weights/executor.ts), the rest float32.
+   */
+  precision?: Precision;
 }
 
 export class CheckpointWeights {
@@ -59,7 +65,8 @@ export class CheckpointWeights {
   private readonly pending = new Map<string, Promise<RawTensor>>();
   /** Resident: model key -> the tensor built. */
   private readonly kept = new Map<string, tf.Tensor>();
-  private readonly executor = new WeightExecutor();
+  private readonly executor: WeightExecutor;
+  readonly precision: Precision;
 
   /** Checks every name and shape of the checkpoint against `layout` (no data read); throws `layout.error`. */
   readonly reader: TensorReader;
@@ -75,6 +82,8 @@ export class CheckpointWeights {
     this.prefix = options.prefix ?? '';
     this.prefetching = options.prefetch ?? true;
     this.where = (options.where ?? reader.path) + (this.prefix ? ` (keys under "${this.prefix}")` : '');
+    this.precision = options.precision ?? 'fp32';
+    this.executor = new WeightExecutor(this.precision);
     for (const r of layout.rules) {
       this.rules.set(r.key, r);
       this.placements.set(r.key, placementOf(r.key, layout.spec[r.key]!, layout.tables));

@@ -8,13 +8,17 @@
  *      weight, the transpose to [in, out] (nn/linear.ts multiplies such a weight plainly);
  *   2. upload, and the placement's last step: a conv weight goes [out, in, kh, kw] -> [kh, kw, in, out] (tfjs'
  *      HWIO), a 1x1 conv read from a linear is reshaped.
- * Stage 1 is the replaceable part: another precision (bf16 handles uploaded as stored) swaps it, the rules and
- * their validation stay.
+ *
+ * In `bf16` precision, Linear and conv weights take the other stage 1 instead: their stored bytes go to TensorFlow
+ * untouched (bf16 bitcast, fp8 looked up in a table inside TensorFlow: runtime/bf16.ts), the row op is a byte copy
+ * (`assembleBytes`), and a Linear weight keeps the checkpoint's [out, in] (the bf16 matmul reads it transposed in
+ * place); fp16 / fp32 sources are decoded and cast once. Other tensors (biases, norms, embeddings) stay float32.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { markPreTransposed } from '../nn/linear.ts';
 import { uploadCopies } from '../runtime/backend.ts';
-import { assemble, type RawTensor } from './assemble.ts';
+import { bf16FromBytes, bf16FromFloat32, bf16FromFp8, reshapeBf16, storedAsBf16, transposeBf16, type Precision } from '../runtime/bf16.ts';
+import { assemble, assembleBytes, type RawTensor } from './assemble.ts';
 import type { Rule } from './layout.ts';
 
 /** How the model uses a tensor: a Linear weight ([in, out]), a conv weight (HWIO), or as stored. */
@@ -29,11 +33,17 @@ export function placementOf(key: string, shape: readonly number[], tables?: Read
 }
 
 export class WeightExecutor {
+  readonly precision: Precision;
   /** Reused host buffer where the backend copies on upload (wasm): no fresh, page-faulting buffer per tensor. */
   private scratch = new Float32Array(0);
 
+  constructor(precision: Precision = 'fp32') {
+    this.precision = precision;
+  }
+
   /** The model tensor of `rule` from its sources (in `rule.from` order); RangeError if they cannot combine. */
   build(rule: Rule, parts: readonly RawTensor[], placement: Placement): tf.Tensor {
+    if (this.precision === 'bf16' && placement !== 'plain') return this.buildBf16(rule, parts, placement);
     const rowOp = rule.op === 'conv1x1' ? 'rename' : rule.op;
     // a 1x1 conv read from a linear [out, in] is laid out like a Linear: [in, out] is HWIO's [1, 1, in, out]
     const transpose = placement === 'linear' || (placement === 'conv' && rule.op === 'conv1x1');
@@ -50,6 +60,40 @@ export class WeightExecutor {
       return tf.tidy(() => tf.transpose(tf.tensor(a.data, a.shape, 'float32'), [2, 3, 1, 0])); // [out,in,kh,kw] -> [kh,kw,in,out]
     }
     return tf.tensor(a.data, a.shape, 'float32');
+  }
+
+  /**
+   * bf16 stage 1: a Linear weight [out, in] (checkpoint layout) or a conv weight in tfjs' HWIO, as an opaque bf16
+   * tensor made from the stored bytes.
+   */
+  private buildBf16(rule: Rule, parts: readonly RawTensor[], placement: Placement): tf.Tensor {
+    const rowOp = rule.op === 'conv1x1' ? 'rename' : rule.op;
+    const dtype = parts[0]!.dtype;
+    const asStored = storedAsBf16(dtype) && parts.every((p) => p.dtype === dtype && p.scale === parts[0]!.scale);
+    let w: tf.Tensor;
+    if (asStored) {
+      const scale = parts[0]!.scale;
+      const a = assembleBytes(parts.map((p) => ({ ...p, scale: undefined })), rowOp);
+      w = dtype === 'BF16' ? bf16FromBytes(a.bytes, a.shape) : bf16FromFp8(a.bytes, a.shape, dtype as 'F8_E4M3' | 'F8_E5M2', scale);
+    } else {
+      const a = assemble(parts, rowOp, false); // fp16 / fp32 (or mixed, or fp8 with per-part scales): decoded, cast once
+      w = bf16FromFloat32(tf.tensor(a.data, a.shape, 'float32'), true);
+    }
+    if (placement === 'linear') return w;
+    // conv: [out, in, kh, kw] -> [kh, kw, in, out]; a 1x1 conv read from a linear [out, in] -> [1, 1, in, out]
+    try {
+      if (rule.op === 'conv1x1') {
+        const t = transposeBf16(w, [1, 0]);
+        try {
+          return reshapeBf16(t, [1, 1, ...t.shape]);
+        } finally {
+          t.dispose();
+        }
+      }
+      return transposeBf16(w, [2, 3, 1, 0]);
+    } finally {
+      w.dispose();
+    }
   }
 
   /** Lets the scratch buffer go (it is reallocated on the next use). */

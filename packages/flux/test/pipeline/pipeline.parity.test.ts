@@ -62,8 +62,9 @@ for (const e of await readdir(MODEL)) {
 }
 
 describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
-  const schnell = new FluxPipeline(diffusersLocation(MODEL), { keepLoaded: false });
-  const dev = FluxPipeline.load({ model: DEV_FOLDER, env: {} });
+  // float32 is the seed-for-seed mode (bf16, the native backend's default, is judged in runtime/bf16.parity.test.ts)
+  const schnell = new FluxPipeline(diffusersLocation(MODEL), { keepLoaded: false, precision: 'fp32' });
+  const dev = FluxPipeline.load({ model: DEV_FOLDER, env: {} }, { precision: 'fp32' });
   afterAll(async () => {
     await schnell.dispose();
     await dev.dispose();
@@ -137,7 +138,7 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
     const file = join(devRoot, 'bfl', 'model.safetensors');
     await mkdir(join(devRoot, 'bfl'));
     await writeTinyDevBfl(file, true);
-    const bfl = FluxPipeline.load({ model: file, textEncoders: MODEL, vae: join(MODEL, 'vae'), env: {} });
+    const bfl = FluxPipeline.load({ model: file, textEncoders: MODEL, vae: join(MODEL, 'vae'), env: {} }, { precision: 'fp32' });
     expect(bfl.variant).toBe('dev');
     expect(bfl.scheduler).toEqual(dev.scheduler); // MODEL_DEFAULTS.dev: the scheduler the dev folder ships
     const res = await bfl.generate({ prompt: c.prompt, width: c.width, height: c.height, steps: c.steps, seed: c.seed, guidance: c.guidance });
