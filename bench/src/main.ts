@@ -5,6 +5,7 @@
 import { isFluxError } from '@flux-ts/core';
 
 const BENCHES: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }> = {
+  matmul: { summary: 'one FLUX-sized Linear in fp32 and bf16, checkpoint [out, in] vs pre-transposed layout', load: () => import('./matmul.ts') },
   transformer: { summary: 'one double + one single block at full width, 256²/512²/1024²', load: () => import('./transformer.ts') },
   'text-encoders': { summary: 'one full-size T5-XXL layer and CLIP-L at 256 / 77 tokens', load: () => import('./text-encoders.ts') },
   pipeline: { summary: 'generate() end to end: the tiny model, or --full-sparse full-size FLUX.1 (memory figure)', load: () => import('./pipeline.ts') },

@@ -6,8 +6,14 @@
  * [schnell] diffusers folder written header-only (bf16 safetensors whose data is sparse zeros: real key names and
  * shapes, ~34 GB apparent, a few MB on disk; tokenizers from the tiny fixture). The image is meaningless; the time
  * per stage and the peak RSS (VmHWM) are real: this is the memory figure of a 512x512, 4-step generation.
+ *
+ * `--precision auto|bf16|fp32` and `--residency auto|streamed|resident|fp8` (the transformer's) go to the pipeline.
+ * `--dense`: the transformer file holds real bytes (small random bf16 values, 23.8 GB written once; reuse it with
+ * `--keep DIR`), so a streamed step reads it from the disk when it does not fit the page cache: the header-only file
+ * reads as zeros without any disk I/O.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +55,33 @@ const WEIGHT_FILES: Record<keyof typeof CONFIGS, { file: string; arch: () => Arc
   text_encoder: { file: 'model.safetensors', arch: () => clipTextArchitecture(CLIP_L) },
 };
 
+/** Fills the data region of a (sparse) safetensors file with small random bf16 values, 64 MiB at a time. */
+async function fillDense(file: string): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    const head = Buffer.alloc(8);
+    await fh.read(head, 0, 8, 0);
+    const start = 8 + Number(head.readBigUInt64LE(0));
+    const end = (await fh.stat()).size;
+    const chunk = new Uint16Array(32 * 2 ** 20);
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    let x = 12345;
+    for (let i = 0; i < chunk.length; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      f[0] = ((x / 2 ** 32) * 2 - 1) * 0.05; // uniform in [-0.05, 0.05]: weights of plausible size, no NaN
+      chunk[i] = u[0]! >>> 16;
+    }
+    const bytes = new Uint8Array(chunk.buffer);
+    for (let at = start; at < end; at += bytes.byteLength) {
+      const n = Math.min(bytes.byteLength, end - at);
+      await fh.write(bytes, 0, n, at);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A header-only full-size FLUX.1 [schnell] diffusers folder (bf16 weights, data sparse). Returns its path. */
 async function writeSparsePipeline(dir: string): Promise<number> {
   let apparent = 0;
@@ -70,6 +103,9 @@ export async function run(argv: string[]): Promise<void> {
     steps: { type: 'string', default: '4' },
     reps: { type: 'string' },
     keep: { type: 'string' },
+    precision: { type: 'string', default: 'auto' },
+    residency: { type: 'string', default: 'auto' },
+    dense: { type: 'boolean', default: false },
   });
   const full = Boolean(values['full-sparse']);
   const size = Number(values.size ?? (full ? 512 : 128));
@@ -78,11 +114,22 @@ export async function run(argv: string[]): Promise<void> {
   const dir = full ? (values.keep as string | undefined) ?? mkdtempSync(join(tmpdir(), 'flux-sparse-pipeline-')) : TINY;
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
   try {
-    if (full) {
+    const denseMarker = join(dir, 'transformer', '.dense');
+    if (full && !(values.dense && existsSync(denseMarker))) {
       const apparent = await writeSparsePipeline(dir);
       console.log(`wrote a header-only FLUX.1 [schnell] folder at ${dir} (${(apparent / 1e9).toFixed(1)} GB apparent)`);
-    }
-    const pipe = FluxPipeline.load(dir);
+      if (values.dense) {
+        const t = performance.now();
+        await fillDense(join(dir, 'transformer', WEIGHT_FILES.transformer.file));
+        writeFileSync(denseMarker, '');
+        console.log(`filled the transformer with random bf16 bytes (23.8 GB) in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      }
+    } else if (values.dense) console.log(`reusing the dense transformer in ${dir}`);
+    const pipe = FluxPipeline.load(dir, {
+      precision: values.precision as 'auto' | 'bf16' | 'fp32',
+      transformer: values.residency as 'auto' | 'streamed' | 'resident' | 'fp8',
+    });
+    console.log(`precision ${pipe.precision}, transformer residency ${values.residency}${values.dense ? ', dense transformer file' : ''}`);
     const rows: Record<string, string | number>[] = [];
     const entries: Record<string, unknown>[] = [];
     for (let i = 0; i < reps; i++) {
@@ -95,13 +142,21 @@ export async function run(argv: string[]): Promise<void> {
       const row = { run: i + 1, 'text ms': t.textMs, 'denoise ms': t.denoiseMs, 'decode ms': t.decodeMs, 'total ms': t.totalMs, 'peak RSS MiB': peakRssMiB() };
       rows.push(row);
       entries.push({
-        backend: backend.name, model: full ? 'full-size-sparse' : 'tiny', width: size, height: size, steps, run: i + 1,
+        backend: backend.name, precision: res.precision, residency: values.residency, dense: Boolean(values.dense),
+        model: full ? (values.dense ? 'full-size-dense-transformer' : 'full-size-sparse') : 'tiny', width: size, height: size, steps, run: i + 1,
         text_ms: t.textMs, denoise_ms: t.denoiseMs, step_ms: t.stepMs, decode_ms: t.decodeMs, total_ms: t.totalMs, peak_rss_mib: Math.round(peakRssMiB()),
       });
     }
     printTable(rows);
-    writeResults(full ? 'pipeline-full-sparse' : 'pipeline', entries, { backend: backend.name, device: backend.device, load_average_start: load });
+    const name = full ? `pipeline-full-${values.dense ? 'dense' : 'sparse'}-${res0(entries)}` : 'pipeline';
+    writeResults(name, entries, { backend: backend.name, device: backend.device, load_average_start: load, load_average_end: loadavg().map((x) => x.toFixed(2)).join(' ') });
   } finally {
     if (full && !values.keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** precision and size of a run, for its results file name (pipeline-full-sparse-bf16-512.json). */
+function res0(entries: Record<string, unknown>[]): string {
+  const e = entries[0] ?? {};
+  return `${String(e.precision)}-${String(e.width)}`;
 }

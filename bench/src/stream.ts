@@ -1,5 +1,5 @@
 /**
- * `pnpm bench stream [--backend B] [--format diffusers|bfl] [--dtype BF16|F8_E4M3] [--keep DIR]`: what streaming
+ * `pnpm bench stream [--backend B] [--format diffusers|bfl] [--dtype BF16|F8_E4M3] [--precision P] [--keep DIR]`: what streaming
  * the full-size FLUX.1 [schnell] transformer costs per denoising step WITHOUT the compute: every module's weights
  * read, decoded, laid out (diffusers -> BFL rows, Linear weights transposed) and uploaded, then released, in
  * forward order, as the streamed transformer does once per step. The checkpoint is written header-only (sparse: real key
@@ -15,6 +15,7 @@ import {
   bflTransformerArchitecture, diffusersTransformerArchitecture, Flux, FLUX_SCHNELL, openCheckpoint, openTransformerWeights, writeSparseSafetensors,
   type Dtype,
 } from '@flux-ts/flux';
+import { resolvePrecision } from '../../packages/flux/src/runtime/bf16.ts';
 import { peakRssMiB, printTable, setup, writeResults } from './common.ts';
 
 export async function run(argv: string[]): Promise<void> {
@@ -22,7 +23,9 @@ export async function run(argv: string[]): Promise<void> {
     format: { type: 'string', default: 'diffusers' },
     dtype: { type: 'string', default: 'BF16' },
     keep: { type: 'string' },
+    precision: { type: 'string', default: 'auto' },
   });
+  const precision = resolvePrecision(values.precision as 'auto' | 'bf16' | 'fp32');
   const format = values.format as string;
   const dtype = values.dtype as Dtype;
   if (format !== 'diffusers' && format !== 'bfl') throw new Error(`--format must be diffusers or bfl, got ${format}`);
@@ -37,7 +40,7 @@ export async function run(argv: string[]): Promise<void> {
     const bytes = await writeSparseSafetensors(file, entries);
     console.log(`header-only ${format} ${dtype} transformer: ${(bytes / 1e9).toFixed(1)} GB apparent`);
     const ckpt = await openCheckpoint(file);
-    const src = openTransformerWeights(ckpt, FLUX_SCHNELL, { residency: 'streamed', prefetch: false });
+    const src = openTransformerWeights(ckpt, FLUX_SCHNELL, { residency: 'streamed', prefetch: false, precision });
     const order = new Flux(FLUX_SCHNELL, src).moduleOrder;
     const perKind: Record<string, number[]> = { double: [], single: [], other: [] };
     const t0 = performance.now();
@@ -52,12 +55,12 @@ export async function run(argv: string[]): Promise<void> {
     await ckpt.close();
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const row = {
-      format, dtype, 'step s': totalMs / 1000, 'double block ms': mean(perKind.double!), 'single block ms': mean(perKind.single!),
+      precision, format, dtype, 'step s': totalMs / 1000, 'double block ms': mean(perKind.double!), 'single block ms': mean(perKind.single!),
       'peak RSS MiB': peakRssMiB(), tensors: tf.memory().numTensors,
     };
     printTable([row]);
-    writeResults(`stream-${format}-${dtype}`, [{
-      backend: backend.name, format, dtype, step_ms: totalMs, double_block_ms: mean(perKind.double!), single_block_ms: mean(perKind.single!),
+    writeResults(`stream-${format}-${dtype}-${precision}`, [{
+      backend: backend.name, precision, format, dtype, step_ms: totalMs, double_block_ms: mean(perKind.double!), single_block_ms: mean(perKind.single!),
       other_ms: perKind.other!.reduce((a, b) => a + b, 0), peak_rss_mib: Math.round(peakRssMiB()),
     }], { backend: backend.name, device: backend.device, load_average_start: load });
   } finally {

@@ -1,36 +1,68 @@
 /**
- * `pnpm bench transformer [--backend B] [--sizes 256,512,1024] [--reps N]` (the attention head chunk is chosen automatically)
+ * `pnpm bench transformer [--backend B] [--sizes 256,512,1024] [--reps N] [--precision bf16,fp32] [--peer]`
  *
  * One DoubleStreamBlock and one SingleStreamBlock of FLUX.1 at full width (hidden 3072, 24 heads, mlp 12288) with
  * random weights, at the token counts of schnell requests (256 text tokens + (size/16)^2 image tokens), timed on
- * the chosen backend. The transformer step is extrapolated as depth x double + depthSingleBlocks x single
- * (19 + 38; the embedders and final layer are negligible). FLOPs: linears 2*M*N*K, attention 4*L^2*D*H.
+ * the chosen backend, in each precision asked (default: bf16 then fp32 on the tensorflow backend, fp32 elsewhere).
+ * The transformer step is extrapolated as depth x double + depthSingleBlocks x single (19 + 38; the embedders and
+ * final layer are negligible). FLOPs: linears 2*M*N*K, attention 4*L^2*D*H.
+ *
+ * `--peer` (default on when the reference venv test/reference/.venv exists): right after, in the same run, diffusers'
+ * own FluxTransformerBlock / FluxSingleTransformerBlock at full width in PyTorch, in the same precisions
+ * (bench/peer/flux_blocks.py), and the ratio ours / PyTorch per size and precision.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { DoubleStreamBlock, type BlockDims } from '../../packages/flux/src/transformer/double-stream-block.ts';
 import { SingleStreamBlock } from '../../packages/flux/src/transformer/single-stream-block.ts';
 import { EmbedND } from '../../packages/flux/src/transformer/embed-nd.ts';
 import { autoHeadChunk } from '../../packages/flux/src/transformer/flux.ts';
 import { markPreTransposed } from '../../packages/flux/src/nn/linear.ts';
+import { bf16FromFloat32, resolvePrecision, type Precision } from '../../packages/flux/src/runtime/bf16.ts';
 import { FLUX_SCHNELL, headDim, mlpHiddenDim } from '@flux-ts/flux';
-import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
+import { RESULTS_DIR, peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
 const P = FLUX_SCHNELL;
 const TXT_TOKENS = 256; // schnell's T5 max_sequence_length
 
 /**
  * Random block weights (std 0.02, norm scales 1): values do not matter for timing, only shapes. Linear weights are
- * made as the loader lays them out (weights/executor.ts): [in, out], marked pre-transposed.
+ * made as the loader lays them out (weights/executor.ts): fp32 [in, out] marked pre-transposed; bf16 [out, in] as
+ * stored in the checkpoint, a bf16 TensorFlow tensor.
  */
-function randomWeights(spec: Record<string, readonly number[]>): Record<string, tf.Tensor> {
+function randomWeights(spec: Record<string, readonly number[]>, precision: Precision): Record<string, tf.Tensor> {
   const w: Record<string, tf.Tensor> = {};
   for (const [k, shape] of Object.entries(spec)) {
     if (k.endsWith('.scale')) w[k] = tf.ones([...shape]);
+    else if (shape.length === 2 && precision === 'bf16') w[k] = bf16FromFloat32(tf.randomNormal([...shape], 0, 0.02, 'float32', 1), true);
     else if (shape.length === 2) w[k] = markPreTransposed(tf.randomNormal([shape[1]!, shape[0]!], 0, 0.02, 'float32', 1));
     else w[k] = tf.randomNormal([...shape], 0, 0.02, 'float32', 1);
   }
   return w;
+}
+
+interface PeerRow {
+  size: number;
+  precision: string;
+  double_block_ms: number;
+  single_block_ms: number;
+}
+
+/** diffusers' blocks in PyTorch (bench/peer/flux_blocks.py with the reference venv), or why not. */
+function runPeer(sizes: number[], precisions: Precision[], reps: number): { torch: string; threads: number; rows: PeerRow[] } | string {
+  const root = join(RESULTS_DIR, '..', '..');
+  const python = join(root, 'test', 'reference', '.venv', 'bin', 'python');
+  if (!existsSync(python)) return 'no reference venv (pnpm setup:reference creates test/reference/.venv)';
+  console.log(`peer: diffusers FluxTransformerBlock / FluxSingleTransformerBlock in PyTorch (${precisions.join(', ')})`);
+  const r = spawnSync(python, [join(root, 'bench', 'peer', 'flux_blocks.py'), '--sizes', sizes.join(','), '--precisions', precisions.join(','), '--reps', String(reps)], {
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (r.status !== 0) return `the PyTorch peer failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
 /** Image ids of a (h/16) x (w/16) latent grid and zero text ids, as the sampler builds them. */
@@ -79,19 +111,24 @@ export async function run(argv: string[]): Promise<void> {
     sizes: { type: 'string', default: '256,512,1024' },
     reps: { type: 'string', default: '2' },
     'head-chunk': { type: 'string' },
+    precision: { type: 'string' },
+    peer: { type: 'boolean' },
+    'no-peer': { type: 'boolean' },
   });
   const sizes = String(values.sizes).split(',').map((s) => Number(s.trim()));
   if (sizes.some((s) => !Number.isInteger(s) || s < 16 || s % 16 !== 0)) throw new Error(`--sizes: multiples of 16 expected, got ${values.sizes}`);
   const reps = Number(values.reps);
+  const precisions = (values.precision ? String(values.precision).split(',') : resolvePrecision('auto') === 'bf16' ? ['bf16', 'fp32'] : ['fp32'])
+    .map((p) => resolvePrecision(p.trim() as Precision));
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${load}`);
 
   const dims: BlockDims = { hidden_size: P.hiddenSize, num_heads: P.numHeads, mlp_ratio: P.mlpRatio, qkv_bias: P.qkvBias };
   // One block's weights on the device at a time, as in streamed residency (both blocks together do not fit the
   // 4 GB wasm heap next to 512² activations). Linear weights pre-transposed to [in, out] as the loaders hand them out.
-  async function timeBlock<B>(spec: Record<string, readonly number[]>, make: (w: Record<string, tf.Tensor>) => B,
+  async function timeBlock<B>(precision: Precision, spec: Record<string, readonly number[]>, make: (w: Record<string, tf.Tensor>) => B,
     run: (block: B) => tf.Tensor | tf.Tensor[]): Promise<number> {
-    const w = randomWeights(spec);
+    const w = randomWeights(spec, precision);
     try {
       const block = make(w);
       return await timeIt(reps, () => run(block));
@@ -103,7 +140,7 @@ export async function run(argv: string[]): Promise<void> {
   const rows: Record<string, string | number>[] = [];
   const entries: Record<string, unknown>[] = [];
 
-  for (const size of sizes) {
+  for (const precision of precisions) for (const size of sizes) {
     const side = size / 16;
     const lImg = side * side;
     const l = TXT_TOKENS + lImg;
@@ -115,9 +152,9 @@ export async function run(argv: string[]): Promise<void> {
     const x = tf.randomNormal([1, l, P.hiddenSize], 0, 1, 'float32', 4);
     const vec = tf.randomNormal([1, P.hiddenSize], 0, 1, 'float32', 5);
 
-    const doubleMs = await timeBlock(DoubleStreamBlock.spec(dims), (w) => new DoubleStreamBlock(dims, w),
+    const doubleMs = await timeBlock(precision, DoubleStreamBlock.spec(dims), (w) => new DoubleStreamBlock(dims, w),
       (double) => double.forward(img, txt, vec, pe, chunk));
-    const singleMs = await timeBlock(SingleStreamBlock.spec(dims), (w) => new SingleStreamBlock(dims, w),
+    const singleMs = await timeBlock(precision, SingleStreamBlock.spec(dims), (w) => new SingleStreamBlock(dims, w),
       (single) => single.forward(x, vec, pe, chunk));
     tf.dispose([ids, pe.cos, pe.sin, img, txt, x, vec]);
 
@@ -126,21 +163,40 @@ export async function run(argv: string[]): Promise<void> {
     const stepGflop = P.depth * f.double + P.depthSingleBlocks * f.single;
     const gflops = stepGflop / (stepMs / 1000);
     rows.push({
-      size: `${size}x${size}`, tokens: l, 'head chunk': chunk, 'double ms': doubleMs, 'single ms': singleMs,
+      precision, size: `${size}x${size}`, tokens: l, 'head chunk': chunk, 'double ms': doubleMs, 'single ms': singleMs,
       'double GFLOP/s': f.double / (doubleMs / 1000), 'single GFLOP/s': f.single / (singleMs / 1000),
       'step s': stepMs / 1000, 'step GFLOP/s': gflops,
     });
     entries.push({
-      backend: backend.name, width: size, height: size, tokens: l, img_tokens: lImg, txt_tokens: TXT_TOKENS, head_chunk: chunk, reps,
+      backend: backend.name, precision, width: size, height: size, tokens: l, img_tokens: lImg, txt_tokens: TXT_TOKENS, head_chunk: chunk, reps,
       double_block_ms: doubleMs, single_block_ms: singleMs, step_ms: stepMs,
       double_gflop: f.double, single_gflop: f.single, step_gflop: stepGflop, gflops,
     });
-    console.log(`${size}x${size}: double ${doubleMs.toFixed(0)} ms, single ${singleMs.toFixed(0)} ms, step ${(stepMs / 1000).toFixed(1)} s, ${gflops.toFixed(1)} GFLOP/s`);
+    console.log(`${precision} ${size}x${size}: double ${doubleMs.toFixed(0)} ms, single ${singleMs.toFixed(0)} ms, step ${(stepMs / 1000).toFixed(1)} s, ${gflops.toFixed(1)} GFLOP/s`);
   }
   printTable(rows);
+  const wantPeer = values['no-peer'] ? false : values.peer ?? true;
+  let peer: ReturnType<typeof runPeer> | undefined;
+  if (wantPeer) {
+    peer = runPeer(sizes, precisions, reps);
+    if (typeof peer === 'string') console.log(`peer: skipped: ${peer}`);
+    else {
+      const ratios: Record<string, string | number>[] = [];
+      for (const p of peer.rows) {
+        const ours = entries.find((e) => e.width === p.size && e.precision === p.precision) as Record<string, number> | undefined;
+        if (!ours) continue;
+        const torchStep = P.depth * p.double_block_ms + P.depthSingleBlocks * p.single_block_ms;
+        ratios.push({ precision: p.precision, size: `${p.size}x${p.size}`, 'torch double ms': p.double_block_ms, 'torch single ms': p.single_block_ms, 'torch step s': torchStep / 1000, 'ours step s': ours.step_ms! / 1000, 'ours / torch': ours.step_ms! / torchStep });
+        Object.assign(ours, { torch_double_block_ms: p.double_block_ms, torch_single_block_ms: p.single_block_ms, torch_step_ms: torchStep, ratio_to_torch: ours.step_ms! / torchStep });
+      }
+      console.log(`PyTorch ${peer.torch}, ${peer.threads} threads; ratio < 1: ours faster`);
+      printTable(ratios);
+    }
+  }
   writeResults('transformer', entries, {
     backend: backend.name, device: backend.device, cores: cpus().length, load_average_start: load,
     load_average_end: loadavg().map((v) => v.toFixed(2)).join(' '), peak_rss_mib: Math.round(peakRssMiB()),
-    extrapolation: `${P.depth} x double + ${P.depthSingleBlocks} x single`, txt_tokens: TXT_TOKENS,
+    extrapolation: `${P.depth} x double + ${P.depthSingleBlocks} x single`, txt_tokens: TXT_TOKENS, precisions,
+    peer: peer === undefined ? 'not run' : typeof peer === 'string' ? peer : { torch: peer.torch, threads: peer.threads },
   });
 }

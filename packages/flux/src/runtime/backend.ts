@@ -22,7 +22,12 @@ import { FluxError } from '@flux-ts/core';
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
 /** Where model weights live during a forward: all uploaded once, or read per block from disk and disposed. */
-export type Residency = 'resident' | 'streamed';
+/**
+ * Where a model's weights live: 'streamed' (read, built, used and freed module by module, every forward),
+ * 'resident' (built once and kept), 'fp8' (kept, Linear weights as fp8 e4m3fn and cast to bf16 per use: half the
+ * memory of bf16; bf16 precision on the native backend only).
+ */
+export type Residency = 'resident' | 'streamed' | 'fp8';
 export type BackendChoice = BackendName | 'auto';
 export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'tensorflow', 'wasm', 'cpu']);
 

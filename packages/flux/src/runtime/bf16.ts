@@ -22,7 +22,7 @@ import { FluxError } from '@flux-ts/core';
 import { f8e4m3LookupTable, f8e5m2LookupTable, type Dtype } from '../weights/dtypes.ts';
 
 /** TF_DataType numbers (tensorflow/c/tf_datatype.h). */
-export const TF_DTYPE = Object.freeze({ FLOAT: 1, INT32: 3, UINT8: 4, BFLOAT16: 14 } as const);
+export const TF_DTYPE = Object.freeze({ FLOAT: 1, INT32: 3, UINT8: 4, BFLOAT16: 14, FLOAT8_E4M3FN: 25 } as const);
 
 interface TensorMetadata {
   id: number;
@@ -79,11 +79,18 @@ export function nativeHandleCount(): number {
   return bf16Available() ? native().binding.getNumOfTensors() : 0;
 }
 
-/** The opaque bf16 tensors made here. */
+/** The opaque bf16 tensors made here, and the fp8 (e4m3fn) ones, which compute as bf16 (cast per use). */
 const BF16 = new WeakSet<tf.Tensor>();
+const FP8 = new WeakSet<tf.Tensor>();
 
+/** A weight that computes in bf16: held as bf16, or as fp8 and cast to bf16 each time it is used. */
 export function isBf16(t: tf.Tensor | null | undefined): boolean {
-  return t != null && BF16.has(t);
+  return t != null && (BF16.has(t) || FP8.has(t));
+}
+
+/** A weight held as fp8 e4m3fn (the fp8 resident mode: half of bf16's memory). */
+export function isFp8(t: tf.Tensor | null | undefined): boolean {
+  return t != null && FP8.has(t);
 }
 
 /** The TensorFlow dtype number of a tensor's handle (tests check that bf16 weights really are bf16). */
@@ -99,11 +106,11 @@ const str = (b: Binding, name: string, value: string): OpAttr => ({ name, type: 
 
 /** A raw handle as a tfjs tensor: float32 and int32 ones as ordinary tensors, bf16 ones as opaque ones. */
 function wrap(be: NodeBackend, meta: TensorMetadata): tf.Tensor {
-  if (meta.dtype !== TF_DTYPE.BFLOAT16) return be.createOutputTensor(meta);
+  if (meta.dtype !== TF_DTYPE.BFLOAT16 && meta.dtype !== TF_DTYPE.FLOAT8_E4M3FN) return be.createOutputTensor(meta);
   const dataId = {};
   be.tensorMap.set(dataId, { shape: meta.shape, dtype: meta.dtype, id: meta.id, values: null, refCount: 1 });
   const t = tf.engine().makeTensorFromTensorInfo({ dataId, shape: meta.shape, dtype: 'float32' });
-  BF16.add(t);
+  (meta.dtype === TF_DTYPE.BFLOAT16 ? BF16 : FP8).add(t);
   return t;
 }
 
@@ -112,13 +119,14 @@ function exec(be: NodeBackend, op: string, attrs: OpAttr[], ids: number[], outpu
   return be.binding.executeOp(op, attrs, ids, outputs);
 }
 
-/** Handles of `tensors` as bf16: bf16 ones as they are, float32 ones cast (those casts are `temps`, to free). */
+/** Handles of `tensors` as bf16: bf16 ones as they are, float32 and fp8 ones cast (those casts are `temps`, to free). */
 function bf16Ids(be: NodeBackend, tensors: tf.Tensor[], temps: number[]): number[] {
   const b = be.binding;
   const ids = be.getInputTensorIds(tensors);
   return ids.map((id, i) => {
     if (BF16.has(tensors[i]!)) return id;
-    const [m] = exec(be, 'Cast', [type(b, 'SrcT', TF_DTYPE.FLOAT), type(b, 'DstT', TF_DTYPE.BFLOAT16), bool(b, 'Truncate', false)], [id]);
+    const from = FP8.has(tensors[i]!) ? TF_DTYPE.FLOAT8_E4M3FN : TF_DTYPE.FLOAT;
+    const [m] = exec(be, 'Cast', [type(b, 'SrcT', from), type(b, 'DstT', TF_DTYPE.BFLOAT16), bool(b, 'Truncate', false)], [id]);
     temps.push(m!.id);
     return m!.id;
   });
@@ -210,6 +218,22 @@ export function bf16FromFloat32(t: tf.Tensor, dispose = false): tf.Tensor {
   try {
     const [id] = be.getInputTensorIds([t]);
     const [m] = exec(be, 'Cast', [type(b, 'SrcT', TF_DTYPE.FLOAT), type(b, 'DstT', TF_DTYPE.BFLOAT16), bool(b, 'Truncate', false)], [id!]);
+    return wrap(be, m!);
+  } finally {
+    if (dispose) t.dispose();
+  }
+}
+
+/**
+ * A bf16 weight stored as fp8 e4m3fn (round to nearest, as torch's `.to(torch.float8_e4m3fn)`), for the fp8
+ * resident mode; `dispose` the input. It computes in bf16, cast back each time it is used.
+ */
+export function fp8FromBf16(t: tf.Tensor, dispose = false): tf.Tensor {
+  const be = native();
+  const b = be.binding;
+  try {
+    const [id] = be.getInputTensorIds([t]);
+    const [m] = exec(be, 'Cast', [type(b, 'SrcT', TF_DTYPE.BFLOAT16), type(b, 'DstT', TF_DTYPE.FLOAT8_E4M3FN), bool(b, 'Truncate', false)], [id!]);
     return wrap(be, m!);
   } finally {
     if (dispose) t.dispose();

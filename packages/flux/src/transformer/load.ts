@@ -1,13 +1,15 @@
 /**
  * Opening the transformer from a checkpoint with a weight residency:
- *   resident  every weight read, converted to float32 and uploaded once (Linear weights transposed once); for
- *             devices that hold the whole model (full FLUX.1 in float32 is ~48 GB)
- *   streamed  each module's weights read from disk, converted, uploaded, used and disposed during every forward;
- *             the peak is about one double block plus activations, which fits the 4 GB wasm heap. The default
- *             everywhere but the native backend on a GPU.
- * Both run the same modules in the same order on the same float32 values (one executor,
- * weights/checkpoint-weights.ts), so their outputs are identical.
+ *   resident  every weight read and built once (float32, Linear weights transposed once; or bf16 as stored), for
+ *             machines that hold the whole model (full FLUX.1: ~48 GB in float32, 23.8 GB in bf16)
+ *   fp8       resident, with the Linear weights kept as fp8 e4m3fn and cast to bf16 per use (11.9 GB; bf16 only)
+ *   streamed  each module's weights read from disk, built, used and disposed during every forward; the peak is about
+ *             one double block plus activations, which fits the 4 GB wasm heap
+ * 'auto' picks from the backend, the precision and the machine's memory (defaultResidency). Resident and streamed run
+ * the same modules in the same order on the same values (one executor, weights/checkpoint-weights.ts): identical
+ * outputs. fp8 rounds the weights to e4m3.
  */
+import { totalmem } from 'node:os';
 import { FluxError } from '@flux-ts/core';
 import { currentBackend, type BackendInfo, type Residency } from '../runtime/backend.ts';
 import type { Precision } from '../runtime/bf16.ts';
@@ -18,7 +20,7 @@ import type { FluxParams } from './config.ts';
 import { Flux, type FluxOptions } from './flux.ts';
 import { transformerLayout, TransformerWeightsError, type TransformerFormat } from './keys.ts';
 
-export const RESIDENCIES: readonly (Residency | 'auto')[] = Object.freeze(['auto', 'resident', 'streamed']);
+export const RESIDENCIES: readonly (Residency | 'auto')[] = Object.freeze(['auto', 'resident', 'streamed', 'fp8']);
 
 export interface TransformerWeightsOptions {
   /** Default 'auto' (defaultResidency). */
@@ -34,9 +36,26 @@ export interface TransformerWeightsOptions {
 
 export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {}
 
-/** 'resident' on the native backend with a GPU, else 'streamed' (wasm, cpu, native CPU with its host memory). */
-export function defaultResidency(backend: Pick<BackendInfo, 'name' | 'device'> | undefined = currentBackend()): Residency {
-  return backend?.name === 'tensorflow' && /GPU/i.test(backend.device) ? 'resident' : 'streamed';
+/** Share of the machine's memory the kept transformer weights may take (the rest: activations, the other stages). */
+export const RESIDENT_MEMORY_SHARE = 0.55;
+
+/**
+ * The residency 'auto' picks. A GPU keeps everything ('resident'). On the native CPU backend in bf16, from the
+ * machine's memory: 'resident' when the bf16 weights fit in RESIDENT_MEMORY_SHARE of it (the full transformer,
+ * 23.8 GB: from 44 GB, so a 64 GB machine), 'fp8' when half of that fits (a 24 or 32 GB machine), else 'streamed'
+ * (16 GB). wasm, cpu and float32 stream (float32 FLUX.1 is 48 GB).
+ */
+export function defaultResidency(
+  backend: Pick<BackendInfo, 'name' | 'device'> | undefined = currentBackend(),
+  opts: { precision?: Precision; weightBytesBf16?: number; totalMemory?: number } = {},
+): Residency {
+  if (backend?.name !== 'tensorflow') return 'streamed';
+  if (/GPU/i.test(backend.device)) return 'resident';
+  if (opts.precision !== 'bf16' || opts.weightBytesBf16 === undefined) return 'streamed';
+  const budget = RESIDENT_MEMORY_SHARE * (opts.totalMemory ?? totalmem());
+  if (opts.weightBytesBf16 <= budget) return 'resident';
+  if (opts.weightBytesBf16 / 2 <= budget) return 'fp8';
+  return 'streamed';
 }
 
 /** The transformer's CheckpointWeights over `reader` (BFL or diffusers names, any float dtype incl. fp8), checked. */
@@ -56,8 +75,10 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
     format = d.format;
     prefix ??= d.prefix;
   }
-  return new CheckpointWeights(reader, transformerLayout(params, format), {
-    residency: residency === 'auto' ? defaultResidency() : residency,
+  const layout = transformerLayout(params, format);
+  const weightBytesBf16 = 2 * Object.values(layout.spec).reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+  return new CheckpointWeights(reader, layout, {
+    residency: residency === 'auto' ? defaultResidency(currentBackend(), { precision: opts.precision, weightBytesBf16 }) : residency,
     prefetch: opts.prefetch,
     prefix,
     precision: opts.precision,
@@ -72,6 +93,6 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
 export async function loadTransformer(reader: TensorReader, params: FluxParams, opts: LoadTransformerOptions = {}): Promise<Flux> {
   const { residency, prefetch, format, prefix, precision, ...fluxOptions } = opts;
   const weights = openTransformerWeights(reader, params, { residency, prefetch, format, prefix, precision });
-  if (weights.residency === 'resident') await weights.loadAll();
+  if (weights.keeps) await weights.loadAll();
   return new Flux(params, weights, fluxOptions);
 }

@@ -10,6 +10,7 @@
  *   rows(key, ids)    rows of an embedding table, read by byte range (the table is never decoded whole).
  * Residency: 'streamed' builds a module's tensors on every `get` and disposes them on `release` (one module on the
  * device); 'resident' keeps what it built (the first `get`, or `loadAll`) until `dispose`. Same values either way.
+ * 'fp8' keeps too, with Linear weights stored as fp8 e4m3fn (bf16 precision only; half the memory).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Residency } from '../runtime/backend.ts';
@@ -83,7 +84,10 @@ export class CheckpointWeights {
     this.prefetching = options.prefetch ?? true;
     this.where = (options.where ?? reader.path) + (this.prefix ? ` (keys under "${this.prefix}")` : '');
     this.precision = options.precision ?? 'fp32';
-    this.executor = new WeightExecutor(this.precision);
+    if (this.residency === 'fp8' && this.precision !== 'bf16') {
+      throw new this.layout.error(`the fp8 residency computes in bf16: open ${this.where} with precision bf16 (native backend), or pick resident / streamed`);
+    }
+    this.executor = new WeightExecutor(this.precision, this.residency === 'fp8' ? 'fp8' : 'as-built');
     for (const r of layout.rules) {
       this.rules.set(r.key, r);
       this.placements.set(r.key, placementOf(r.key, layout.spec[r.key]!, layout.tables));
@@ -195,7 +199,7 @@ export class CheckpointWeights {
       tf.dispose(made);
       throw e;
     }
-    if (this.residency === 'resident') for (const k of keys) this.kept.set(k, out[k.slice(prefix.length)]!);
+    if (this.keeps) for (const k of keys) this.kept.set(k, out[k.slice(prefix.length)]!);
     return out;
   }
 
@@ -212,19 +216,19 @@ export class CheckpointWeights {
 
   /** Done with tensors from `get`: streamed disposes them, resident keeps them. */
   release(_prefix: string, weights: Weights): void {
-    if (this.residency === 'resident') return;
+    if (this.keeps) return;
     tf.dispose(Object.values(weights));
   }
 
   /** Resident: builds every tensor now (reading the whole checkpoint once). */
   async loadAll(): Promise<void> {
-    if (this.residency !== 'resident') throw new Error('loadAll: only resident weights keep what they build');
+    if (!this.keeps) throw new Error('loadAll: only resident weights keep what they build');
     await this.get('');
   }
 
   /** `loadAll` for a reader that has the bytes at hand (memoryCheckpoint). */
   loadAllSync(): void {
-    if (this.residency !== 'resident') throw new Error('loadAllSync: only resident weights keep what they build');
+    if (!this.keeps) throw new Error('loadAllSync: only resident weights keep what they build');
     const sync = this.reader.readBytesSync?.bind(this.reader);
     if (!sync) throw new Error(`loadAllSync: ${this.reader.path} cannot be read synchronously`);
     const made: string[] = [];
@@ -272,6 +276,11 @@ export class CheckpointWeights {
       out.set(row, i * D);
     }
     return out;
+  }
+
+  /** Whether built tensors are kept (resident and fp8) rather than freed after each use (streamed). */
+  get keeps(): boolean {
+    return this.residency !== 'streamed';
   }
 
   /** Tensors kept on the device (resident). */

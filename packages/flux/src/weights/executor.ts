@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { markPreTransposed } from '../nn/linear.ts';
 import { uploadCopies } from '../runtime/backend.ts';
-import { bf16FromBytes, bf16FromFloat32, bf16FromFp8, reshapeBf16, storedAsBf16, transposeBf16, type Precision } from '../runtime/bf16.ts';
+import { bf16FromBytes, bf16FromFloat32, bf16FromFp8, fp8FromBf16, reshapeBf16, storedAsBf16, transposeBf16, type Precision } from '../runtime/bf16.ts';
 import { assemble, assembleBytes, type RawTensor } from './assemble.ts';
 import type { Rule } from './layout.ts';
 
@@ -34,11 +34,14 @@ export function placementOf(key: string, shape: readonly number[], tables?: Read
 
 export class WeightExecutor {
   readonly precision: Precision;
+  /** 'fp8': bf16 Linear weights are kept as fp8 e4m3fn (the fp8 resident mode). */
+  readonly linearStore: 'as-built' | 'fp8';
   /** Reused host buffer where the backend copies on upload (wasm): no fresh, page-faulting buffer per tensor. */
   private scratch = new Float32Array(0);
 
-  constructor(precision: Precision = 'fp32') {
+  constructor(precision: Precision = 'fp32', linearStore: 'as-built' | 'fp8' = 'as-built') {
     this.precision = precision;
+    this.linearStore = linearStore;
   }
 
   /** The model tensor of `rule` from its sources (in `rule.from` order); RangeError if they cannot combine. */
@@ -79,7 +82,7 @@ export class WeightExecutor {
       const a = assemble(parts, rowOp, false); // fp16 / fp32 (or mixed, or fp8 with per-part scales): decoded, cast once
       w = bf16FromFloat32(tf.tensor(a.data, a.shape, 'float32'), true);
     }
-    if (placement === 'linear') return w;
+    if (placement === 'linear') return this.linearStore === 'fp8' ? fp8FromBf16(w, true) : w;
     // conv: [out, in, kh, kw] -> [kh, kw, in, out]; a 1x1 conv read from a linear [out, in] -> [1, 1, in, out]
     try {
       if (rule.op === 'conv1x1') {

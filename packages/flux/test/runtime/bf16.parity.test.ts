@@ -228,6 +228,28 @@ d('bf16 pipeline, every seed-for-seed case: PSNR against the fp32 image >= diffu
     await rm(devRoot, { recursive: true, force: true });
   });
 
+  it('fp8 resident mode (e4m3 weights, bf16 compute): weights are fp8 TensorFlow tensors; PSNR against fp32 reported', async () => {
+    const fp8 = new FluxPipeline(diffusersLocation(MODEL), { precision: 'bf16', transformer: 'fp8' });
+    const results: string[] = [];
+    for (const c of cases.filter((x) => x.kind === 'txt2img' && !x.name.startsWith('dev'))) {
+      const ref = await loadFixture('pipeline', `${c.name}.safetensors`);
+      const r = await fp8.generate({ prompt: c.prompt, width: c.width, height: c.height, steps: c.steps, seed: c.seed, numImages: c.num_images, maxSequenceLength: c.max_sequence_length });
+      const ours = new Uint8Array(r.images.flatMap((im) => Array.from(im.rgb)));
+      const p = psnr(ours, ref.pixels.data as ArrayLike<number>);
+      expect(Number.isFinite(p)).toBe(true);
+      expect(p).toBeGreaterThan(20); // a picture of the same thing, not noise
+      results.push(`${c.name} ${p.toFixed(2)} dB`);
+    }
+    console.log(`fp8 resident (e4m3, no scales) pipeline PSNR vs fp32: ${results.join(', ')}`);
+    const ckpt = await openCheckpoint(join(MODEL, 'transformer', 'diffusion_pytorch_model.safetensors'));
+    const m = await loadTransformer(ckpt, schnell.location.transformer.params, { residency: 'fp8', precision: 'bf16' });
+    const w = await m.weights.get('single_blocks.0.');
+    expect(nativeDtype(w['linear1.weight']!)).toBe(TF_DTYPE.FLOAT8_E4M3FN);
+    expect(nativeDtype(w['linear1.bias']!)).toBe(TF_DTYPE.FLOAT);
+    m.dispose();
+    await ckpt.close();
+  });
+
   for (const c of cases) {
     it(`${c.name}`, async () => {
       const ref = await loadFixture('pipeline', `${c.name}.safetensors`);

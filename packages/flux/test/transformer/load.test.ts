@@ -80,6 +80,16 @@ describe('residency and attention options', () => {
     expect(defaultResidency({ name: 'tensorflow', device: 'GPU' })).toBe('resident');
   });
 
+  it('in bf16 on a native CPU, picks by memory: 16 GB streams, 24 and 32 GB keep fp8, 64 GB keeps bf16', () => {
+    const cpu = { name: 'tensorflow' as const, device: 'CPU' };
+    const full = 2 * 11_891_178_560; // FLUX.1 [schnell] in bf16: 23.8 GB
+    const gb = (n: number) => n * 2 ** 30;
+    const pick = (mem: number) => defaultResidency(cpu, { precision: 'bf16', weightBytesBf16: full, totalMemory: gb(mem) });
+    expect([16, 24, 32, 48, 64, 128].map(pick)).toEqual(['streamed', 'fp8', 'fp8', 'resident', 'resident', 'resident']);
+    expect(defaultResidency(cpu, { precision: 'fp32', weightBytesBf16: full, totalMemory: gb(128) })).toBe('streamed');
+    expect(defaultResidency({ name: 'wasm', device: 'x' }, { precision: 'bf16', weightBytesBf16: 1, totalMemory: gb(128) })).toBe('streamed');
+  });
+
   it('rejects an unknown residency with a typed error', async () => {
     const params = await loadParams('schnell-tiny');
     const ckpt = await openCheckpoint(fixturePath('transformer', 'schnell-tiny.bfl.safetensors'));
