@@ -7,7 +7,7 @@ import { FluxError } from '@flux-ts/core';
 import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
 import { onShutdownSignals } from '../signals.ts';
 import { initBackend } from '@flux-ts/flux';
-import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server';
+import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server/worker';
 
 const USAGE = `usage: pnpm flux worker --model PATH --redis redis://HOST:6379 [options]
 

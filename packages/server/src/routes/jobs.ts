@@ -3,8 +3,8 @@
  * `status` first, then queued / running / step / succeeded | failed | cancelled as they happen).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { JobQueue } from './job-queue.ts';
-import { apiError } from './responses.ts';
+import type { JobQueue } from '../job-queue.ts';
+import { apiError } from '../responses.ts';
 
 export function registerJobRoutes(app: FastifyInstance, queue: JobQueue): void {
   const notFound = (reply: FastifyReply, id: string) =>
