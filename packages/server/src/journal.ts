@@ -8,10 +8,10 @@
  * `--result-ttl` for status look-ups, then go. One server at a time: a second one on the same file is refused while
  * the first one's process lives.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { FluxError } from '@flux-ts/core';
 import type { JobData, JobStatus } from './job-queue.ts';
 import type { JobStore, PendingDelivery, StoredJob } from './job-store.ts';
@@ -84,6 +84,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at);
 CREATE TABLE IF NOT EXISTS owner (k INTEGER PRIMARY KEY CHECK (k = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL);
 `;
 
+/** Journals open in this process (a second server here on the same file is refused too). */
+const OPEN = new Set<string>();
+
 export class SqliteJobStore implements JobStore {
   readonly durable = true;
   readonly path: string;
@@ -119,6 +122,8 @@ export class SqliteJobStore implements JobStore {
   /** Opens (creating it and its folder if needed) and claims the journal at `path`. */
   static open(path: string): SqliteJobStore {
     const DatabaseSync = loadSqlite();
+    path = resolve(path);
+    if (OPEN.has(path)) throw new JournalError(`the job journal ${path} is in use by another server in this process; give this one another --journal PATH`);
     let db: Database;
     try {
       mkdirSync(dirname(path), { recursive: true });
@@ -130,6 +135,7 @@ export class SqliteJobStore implements JobStore {
     }
     const store = new SqliteJobStore(path, db);
     store.claim();
+    OPEN.add(path);
     return store;
   }
 
@@ -232,6 +238,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   close(): void {
+    OPEN.delete(this.path);
     try {
       this.q.release!.run(process.pid);
       this.db.close();
@@ -241,7 +248,14 @@ export class SqliteJobStore implements JobStore {
   }
 }
 
+/** Whether a process lives (a zombie, killed but not yet reaped, does not). */
 function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat')) return false;
+  }
   try {
     process.kill(pid, 0);
     return true;

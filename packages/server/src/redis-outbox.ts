@@ -40,6 +40,8 @@ export interface RedisOutboxOptions extends OutboxOptions {
   prefix: string;
   /** How often a server looks for deliveries whose server died mid-attempt (default 30 000 ms). */
   stalledIntervalMs?: number;
+  /** An attempt's lock (renewed while the server lives; default 60 000 ms): a dead server's attempt is retried after it. */
+  lockMs?: number;
 }
 
 export class RedisOutbox implements WebhookOutbox {
@@ -77,7 +79,7 @@ export class RedisOutbox implements WebhookOutbox {
     this.worker = new BullWorker(webhookQueueName(opts.prefix), processor, {
       connection: opts.connection,
       concurrency: opts.concurrency ?? 8,
-      lockDuration: 60_000,
+      lockDuration: opts.lockMs ?? 60_000,
       stalledInterval: opts.stalledIntervalMs ?? 30_000,
       maxStalledCount: 1000, // a server that dies mid-attempt must not make the delivery fail
       settings: { backoffStrategy: (attemptsMade: number) => schedule[Math.max(0, attemptsMade - 1)] ?? schedule.at(-1) ?? 0 },

@@ -39,6 +39,8 @@ export interface RedisQueueOptions {
   maxStalledCount?: number;
   /** How often a server looks for webhook deliveries whose server died mid-attempt (default 30 000 ms). */
   webhookStalledIntervalMs?: number;
+  /** A delivery attempt's lock, renewed while its server lives (default 60 000 ms). */
+  webhookLockMs?: number;
   /** On close without cancel: wait this long for this server's jobs, then leave them to the queue (default 30 s). */
   drainMs?: number;
   /** Safety net for missed events (reconnects): poll own unfinished jobs every this often (default 2000 ms). */
@@ -68,6 +70,7 @@ export class RedisJobQueue implements JobQueue {
   private readonly maxStalledCount: number;
   private readonly drainMs: number;
   private readonly webhookStalledIntervalMs?: number;
+  private readonly webhookLockMs?: number;
   private readonly tracker = new JobTracker();
   private readonly owned = new Map<string, Owned>();
   /** Statuses this server saw end (bounded), for look-ups once Redis has let them go. */
@@ -97,6 +100,7 @@ export class RedisJobQueue implements JobQueue {
     this.maxStalledCount = opts.maxStalledCount ?? 1;
     this.drainMs = opts.drainMs ?? 30_000;
     this.webhookStalledIntervalMs = opts.webhookStalledIntervalMs;
+    this.webhookLockMs = opts.webhookLockMs;
     this.tracker.onChange = opts.onChange;
     events.on('active', ({ jobId }) => this.onActive(jobId));
     events.on('waiting', ({ jobId }) => this.onWaiting(jobId));
@@ -203,7 +207,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   startWebhooks(sender: WebhookSender, opts: OutboxOptions): WebhookOutbox {
-    this.outbox = new RedisOutbox(sender, { ...opts, connection: this.connection, prefix: this.prefix, stalledIntervalMs: this.webhookStalledIntervalMs });
+    this.outbox = new RedisOutbox(sender, { ...opts, connection: this.connection, prefix: this.prefix, stalledIntervalMs: this.webhookStalledIntervalMs, lockMs: this.webhookLockMs });
     void this.sweepFailed();
     return this.outbox;
   }
