@@ -24,6 +24,7 @@ export const ERROR_CODES = Object.freeze({
   result_expired: { status: 410, description: 'The job succeeded but its result is no longer kept (older than --result-ttl).' },
   payload_too_large: { status: 413, description: 'The body, a form field or the uploaded image is larger than the server accepts.' },
   uri_too_long: { status: 414, description: 'A path segment is longer than the server accepts.' },
+  unsupported_media_type: { status: 415, description: 'The Content-Type is not JSON, multipart/form-data or application/x-www-form-urlencoded.' },
   invalid_request: { status: 422, description: 'One or more fields are invalid; `error.fields` lists each with what is allowed.' },
   webhook_refused: { status: 422, description: 'The webhook URL is not a public http(s) address.' },
   invalid_generate_options: { status: 422, description: 'The model refused the options (a job error).' },

@@ -44,6 +44,7 @@ import { createJobWorker } from './job-worker.ts';
 import { ServerMetrics } from './metrics.ts';
 import { MODEL_IDS } from './model-ids.ts';
 import type { WebhookOutbox } from './outbox.ts';
+import { apiCode, errorStatus } from './errors.ts';
 import { base64Cap, type BodyLimits } from './request-body.ts';
 import { apiError, openaiError } from './responses.ts';
 import { registerInferenceRoutes } from './routes/inference.ts';
@@ -258,9 +259,11 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    // a library error with a code from the table gets that code's status (errors.ts); Fastify's carry their own
+    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : err instanceof FluxError ? errorStatus(err.code) : 500;
     let message = err.message;
-    let type = typeof err.code === 'string' ? err.code : 'error';
+    // one casing for every code: a library error's code lower-cased, a framework error's (FST_ERR_...) by its status
+    let type = err instanceof FluxError ? apiCode(err.code) : (FRAMEWORK_CODES[status] ?? 'bad_request');
     if (status === 413) {
       type = 'payload_too_large';
       if (!(err instanceof FluxError)) message = `the request is larger than the server's limit (body ${bodyLimit} bytes, uploaded file ${uploadLimit} bytes): ${err.message}`;
@@ -343,6 +346,17 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     },
   };
 }
+
+/** The code of an error Fastify or Node raised, by its status (their own codes are in another casing). */
+const FRAMEWORK_CODES: Record<number, string> = {
+  400: 'bad_request',
+  404: 'not_found',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  431: 'headers_too_large',
+};
 
 /** Routes reachable without a token: marked `config: { public: true }` where they are declared. */
 function isPublic(req: FastifyRequest): boolean {
