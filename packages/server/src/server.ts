@@ -227,7 +227,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
 
   await app.register(multipart, {
     // Each field is held at most up to the largest valid value (a base64 image); readMultipart counts the total.
-    limits: { fileSize: uploadLimit, files: 1, fields: 32, fieldSize: Math.min(bodyLimit, base64Cap(uploadLimit)), parts: 33, headerPairs: 100 },
+    // Two files: the image, and an OpenAI edit's mask (refused by name rather than by a cut connection).
+    limits: { fileSize: uploadLimit, files: 2, fields: 32, fieldSize: Math.min(bodyLimit, base64Cap(uploadLimit)), parts: 33, headerPairs: 100 },
     throwFileSizeLimit: true,
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
