@@ -69,7 +69,7 @@ function operation(path, method, op) {
   return el(
     'details',
     { className: 'op' },
-    el('summary', {}, el('span', { className: `method ${method}` }, method), el('code', {}, path), ' ', op.summary || '', isPublic ? el('span', { className: 'lock' }, ' (public)') : el('span', { className: 'lock' }, ' 🔒')),
+    el('summary', {}, el('span', { className: `method ${method}` }, method), el('code', {}, path), ' ', op.summary || '', isPublic ? el('span', { className: 'lock' }, ' (public)') : el('span', { className: 'lock' }, ' (token)')),
     el('div', { className: 'body' }, op.description ? el('p', {}, op.description) : '', ...inputs, jsonBody ? el('div', {}, el('h4', {}, 'Body (JSON)'), fieldsTable(jsonBody.schema), body) : '', el('h4', {}, 'Responses'), el('ul', {}, ...responses), send, out),
   );
 }
