@@ -174,7 +174,7 @@ export function buildOpenApi(opts: OpenApiOptions): JsonSchema {
     info: {
       title: 'flux-ts',
       version: opts.version ?? '0.1.0',
-      description: "FLUX.1 over HTTP: DeepInfra's inference API, job status/cancel/events, OpenAI-compatible images. Every route needs `Authorization: bearer <token>` when the server has tokens, except those marked public (no lock).",
+      description: "FLUX.1 over HTTP: DeepInfra's inference API, job status/cancel/events, OpenAI-compatible images. Every route needs `Authorization: bearer <token>` when the server has tokens, except those marked public (an empty security list).",
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
