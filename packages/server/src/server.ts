@@ -189,16 +189,21 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   // The worker: one job -> the DeepInfra response body (the same function runs in `flux worker` processes).
   const worker: Worker = createJobWorker(opts.generators, { costPerImage, log });
 
+  // (`queue` is unset while the queue's constructor recovers jobs from the journal: then the gauges wait for /metrics)
+  let queue: JobQueue | undefined;
   const onChange = (s: JobStatus, prev?: string) => {
     const model = s.model;
     metrics.jobs.inc({ model, status: s.status });
-    void Promise.all([queue.depth(model), queue.running(model)]).then(
-      ([d, r]) => {
-        metrics.queueDepth.set({ model }, d);
-        metrics.jobsRunning.set({ model }, r);
-      },
-      () => {},
-    );
+    const q = queue;
+    if (q) {
+      void Promise.all([q.depth(model), q.running(model)]).then(
+        ([d, r]) => {
+          metrics.queueDepth.set({ model }, d);
+          metrics.jobsRunning.set({ model }, r);
+        },
+        () => {},
+      );
+    }
     if (s.status === 'succeeded' && s.started_at && s.finished_at) {
       metrics.runtime.observe({ model }, (Date.parse(s.finished_at) - Date.parse(s.started_at)) / 1000);
     }
@@ -207,7 +212,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       log[level]({ reqId: s.request_id, model, status: s.status, from: prev, error: s.error?.message }, 'job finished');
     }
   };
-  const queue: JobQueue =
+  const jobs: JobQueue =
     opts.queueFactory?.(worker, onChange) ??
     new InProcessJobQueue({
       worker,
@@ -219,7 +224,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       ...(opts.journal ? { store: SqliteJobStore.open(opts.journal) } : {}),
       onChange,
     });
-  const webhooks = queue.startWebhooks(sender, {
+  queue = jobs;
+  const webhooks = jobs.startWebhooks(sender, {
     schedule: retrySchedule(opts),
     log,
     onOutcome: (_d, outcome) => metrics.webhooks.inc({ outcome }),
@@ -280,7 +286,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
 
   const ctx: ServerContext = {
     app,
-    queue,
+    queue: jobs,
     generators,
     limits,
     webhooks: sender,
@@ -289,17 +295,17 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     authEnabled: auth.enabled,
     logPrompts,
     resultTtlS,
-    submit: makeSubmit({ queue, generators, limits, webhooks: sender, metrics, log, authEnabled: auth.enabled, logPrompts, resultTtlS }),
+    submit: makeSubmit({ queue: jobs, generators, limits, webhooks: sender, metrics, log, authEnabled: auth.enabled, logPrompts, resultTtlS }),
   };
   registerInferenceRoutes(ctx);
-  registerJobRoutes(app, queue);
+  registerJobRoutes(app, jobs);
   registerOpenAIRoutes(ctx);
   registerOpsRoutes(ctx);
   registerWebRoutes(ctx);
 
   return {
     app,
-    queue,
+    queue: jobs,
     webhooks,
     metrics,
     async listen({ host = '127.0.0.1', port = 8080 } = {}) {
@@ -321,7 +327,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       closing ??= (async () => {
         const httpClosed = app.close(); // stops accepting; in-flight requests finish
         const graceful = (async () => {
-          await queue.close({ cancel: shutdown === 'cancel' });
+          await jobs.close({ cancel: shutdown === 'cancel' });
           await webhooks.flush(); // with a journal (or Redis) later retries stay owed there for the next start
           app.server.closeIdleConnections();
           await httpClosed;
@@ -334,13 +340,13 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
           log.warn({ deadline_ms: shutdownTimeoutMs }, 'shutdown deadline reached: cancelling jobs, abandoning webhooks, closing connections');
           webhooks.abortAll();
           for (const g of generators.values()) await g.close?.({ force: true }); // a step in progress stops now
-          await Promise.race([queue.close({ cancel: true }), sleep(1000)]);
+          await Promise.race([jobs.close({ cancel: true }), sleep(1000)]);
           app.server.closeAllConnections();
           for (const socket of sockets) socket.destroy(); // also those Node no longer lists (a refused, half-read request)
           await Promise.race([graceful, sleep(1000)]);
         }
         await Promise.race([webhooks.close(), sleep(2000)]);
-        await queue.closeStore();
+        await jobs.closeStore();
         for (const g of generators.values()) await g.close?.();
       })();
       return closing;

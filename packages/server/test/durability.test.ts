@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HAS_REDIS, startRedis, type RedisServer } from '../../../test/harness/redis-server.ts';
-import { InProcessJobQueue, JournalError, SqliteJobStore, createJobWorker, sqliteAvailable, startRedisWorker, webhookId, type JobStatus } from '../src/index.ts';
-import { SCHNELL, SlowGenerator, getJson, postJson } from './helpers.ts';
+import { JournalError, SqliteJobStore, sqliteAvailable, startRedisWorker, webhookId, type JobStatus } from '../src/index.ts';
+import { SCHNELL, SlowGenerator, getJson, postJson, start } from './helpers.ts';
 import { webhookReceiver, type Hit } from './webhook-receiver.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -143,28 +143,33 @@ describe.skipIf(!SQLITE.ok)(`embedded mode: the SQLite journal ${NO_SQLITE}`, ()
     }
   }, 90_000);
 
-  it('fails a job interrupted as often as maxAttempts allows with `interrupted`, owing its webhook; refuses a second server on the same journal', () => {
+  it('fails a job interrupted as often as it is retried with `interrupted`, and delivers its webhook; refuses a second server on the same journal', async () => {
     const journal = join(tempDir(), 'jobs.sqlite');
+    const hook = await webhookReceiver();
     const store = SqliteJobStore.open(journal);
-    const request = { prompt: 'x', num_inference_steps: 1, guidance_scale: 1, strength: 1, width: 128, height: 128, seed: 1, num_images: 1, webhook: 'http://127.0.0.1:9/hook' } as const;
-    store.insert({ id: 'j1', data: { model: 'm', request }, state: 'queued', attempts: 0, created_at: new Date().toISOString() });
-    // two crashed runs: started twice, never finished
+    const request = { prompt: 'x', num_inference_steps: 1, guidance_scale: 1, strength: 1, width: 128, height: 128, seed: 1, num_images: 1, webhook: hook.url } as const;
+    store.insert({ id: 'j1', data: { model: 'black-forest-labs/FLUX-1-schnell', request }, state: 'queued', attempts: 0, created_at: new Date().toISOString() });
+    // two runs that crashed: started twice, never finished
     store.started('j1', new Date().toISOString(), []);
     store.started('j1', new Date().toISOString(), []);
-    expect(() => SqliteJobStore.open(journal)).toThrow(JournalError); // this process holds it
+    expect(() => SqliteJobStore.open(journal)).toThrow(JournalError); // held (here, by this process)
     store.close();
 
-    const reopened = SqliteJobStore.open(journal);
-    const seen: string[] = [];
-    const q = new InProcessJobQueue({ worker: createJobWorker([new SlowGenerator(1)]), store: reopened, maxAttempts: 2, onChange: (s) => seen.push(s.status) });
-    const s = q.get('j1')!;
-    expect(s.status).toBe('failed');
-    expect(s.error).toMatchObject({ type: 'interrupted', message: expect.stringMatching(/stopped .* 2 times.*Resubmit/) });
-    expect(seen).toEqual(['failed']);
-    const owed = reopened.due(Date.now(), 10, new Set());
-    expect(owed.map((d) => d.id)).toEqual([webhookId('j1', 'completed')]);
-    expect(JSON.parse(owed[0]!.body)).toMatchObject({ request_id: 'j1', inference_status: { status: 'failed' }, error: { type: 'interrupted' } });
-    reopened.close();
+    const gen = new SlowGenerator(1);
+    const { server, url } = await start({ generators: [gen], journal, allowPrivateWebhooks: true, webhookSecret: SECRET, maxAttempts: 2 });
+    try {
+      const s = (await getJson(`${url}/v1/inference/requests/j1`)) as JobStatus;
+      expect(s.status).toBe('failed');
+      expect(s.error).toMatchObject({ type: 'interrupted', message: expect.stringMatching(/stopped .* 2 times.*Resubmit/) });
+      await hook.waitFor(() => hook.delivered().length === 1);
+      expectDeliveredOnce(hook.delivered(), ['j1']);
+      expect(JSON.parse(hook.delivered()[0]!.body)).toMatchObject({ request_id: 'j1', inference_status: { status: 'failed' }, error: { type: 'interrupted' } });
+      expect(gen.seen).toHaveLength(0);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/flux_jobs_total\{model="black-forest-labs\/FLUX-1-schnell",status="failed"\} 1/);
+    } finally {
+      await server.close();
+      await hook.close();
+    }
   });
 });
 

@@ -18,4 +18,4 @@ const worker = await startRedisWorker({
   log: (msg) => process.stderr.write(`${msg}\n`),
 });
 process.stderr.write(`worker ${worker.name} ready: FLUX-1-${gen.variant}\n`);
-process.once('SIGTERM', () => void worker.close().then(() => process.exit(0)));
+process.on('SIGTERM', () => void worker.close().then(() => process.exit(0))); // (may come twice: group + tsx's relay)
