@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ServerMetrics } from '../src/index.ts';
 
 const SRC = new URL('../src/', import.meta.url).pathname;
 const CLI = new URL('../../cli/src/', import.meta.url).pathname;
@@ -48,5 +49,13 @@ describe('structure', () => {
   it('has no test-only knob in production code', () => {
     const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
     for (const f of files) expect(readFileSync(join(SRC, f), 'utf8'), f).not.toMatch(/FLUX_WORKER_STEP_DELAY_MS|stepDelayMs/);
+  });
+
+  it('measures job runtimes up to hours (CPU jobs take longer than 600 s)', async () => {
+    const m = new ServerMetrics();
+    m.runtime.observe({ model: 'm' }, 3000);
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/flux_job_runtime_seconds_bucket\{le="3600",model="m"\} 1/);
+    expect(text).toMatch(/flux_job_runtime_seconds_bucket\{le="1800",model="m"\} 0/);
   });
 });
