@@ -94,6 +94,29 @@ describe.skipIf(!HAS_CHROMIUM)(`the web page in headless Chromium${HAS_CHROMIUM 
     await page.close();
   });
 
+  it('shows a step preview when the event stream carries one (the server sends none yet: the stream is stubbed here)', async () => {
+    const page = await browser.newPage();
+    const tiny = 'data:image/png;base64,' + Buffer.from(pngSize((await postJson(url + SCHNELL, { prompt: 'p', width: 128, height: 128, num_inference_steps: 1, seed: 1 }, { authorization: `Bearer ${TOKEN}` })).body.images[0]).bytes).toString('base64');
+    await page.route('**/events', (route) =>
+      route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream' },
+        body: `event: status\ndata: {"status":"running"}\n\nevent: step\ndata: {"step":1,"total_steps":4}\n\nevent: preview\ndata: ${JSON.stringify({ step: 1, image: tiny })}\n\n`,
+      }),
+    );
+    await page.goto(url);
+    await page.fill('#token', TOKEN);
+    await page.fill('#prompt', 'a preview');
+    await page.locator('#width option[value="128"]').waitFor({ state: 'attached' });
+    await page.selectOption('#width', '128');
+    await page.selectOption('#height', '128');
+    await page.click('#go');
+    await page.locator('#preview').waitFor({ state: 'visible' });
+    expect(await page.getAttribute('#preview', 'src')).toBe(tiny);
+    expect(await page.textContent('#state')).toBe('step 1 of 4');
+    await page.close();
+  });
+
   it('renders the API docs from /openapi.json and sends a call with the token', async () => {
     const page = await browser.newPage();
     await page.goto(`${url}/docs`);
