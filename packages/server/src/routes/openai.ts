@@ -14,7 +14,6 @@
  */
 import { RequestValidationError } from '@flux-ts/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { MODEL_IDS } from '../model-ids.ts';
 import type { ServerContext, Submitted } from '../context.ts';
 import { errorStatus } from '../errors.ts';
 import { QueueClosedError, QueueFullError } from '../job-queue.ts';
@@ -91,8 +90,7 @@ export function registerOpenAIRoutes(ctx: ServerContext): void {
     let job: Submitted;
     try {
       // The model's own defaults (schnell 4 steps, dev 50 steps + guidance 3.5), not the DeepInfra route's.
-      const variant = generators.get(model)!.variant;
-      job = await ctx.submit(req, model, body, { from, defaults: variant === 'dev' || model === MODEL_IDS.dev ? 'dev' : 'schnell' });
+      job = await ctx.submit(req, model, body, { from, defaults: generators.get(model)!.variant });
     } catch (e) {
       if (e instanceof RequestValidationError) {
         const msg = e.fields.map((f) => `${param(f.field)} (${f.field}): ${f.message}; got ${f.given}; allowed: ${f.allowed}`).join('\n');
