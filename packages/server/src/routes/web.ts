@@ -4,11 +4,13 @@
  * the README does not; every API call they make needs the token like any other client's. A strict
  * Content-Security-Policy allows scripts, styles and connections to this origin only.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { ServerContext } from '../context.ts';
 import { buildOpenApi } from '../openapi.ts';
 
-const WEB = new URL('../web/', import.meta.url);
+/** The static files: beside this module's folder in the source (src/web), or in src/web of the package when this
+ *  module runs built (dist/routes/web.js: tsc copies no HTML, and the package ships src). */
+const WEB = existsSync(new URL('../web/index.html', import.meta.url)) ? new URL('../web/', import.meta.url) : new URL('../../src/web/', import.meta.url);
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** The static files, read once: route path -> [file, content type]. */
