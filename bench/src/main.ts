@@ -1,5 +1,5 @@
 /**
- * `pnpm bench <name> [--backend B] [options]`: benchmarks (tinybench). They print a table and write JSON under
+ * `pnpm bench <name> [--backend B] [options]`: benchmarks. They print a table and write JSON under
  * bench/results/; they are never run as tests. Each benchmark is a module in this folder exporting `run(argv)`.
  */
 import { isFluxError } from '@flux-ts/core';

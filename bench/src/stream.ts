@@ -2,7 +2,7 @@
  * `pnpm bench stream [--backend B] [--format diffusers|bfl] [--dtype BF16|F8_E4M3] [--keep DIR]`: what streaming
  * the full-size FLUX.1 [schnell] transformer costs per denoising step WITHOUT the compute: every module's weights
  * read, decoded, laid out (diffusers -> BFL rows, Linear weights transposed) and uploaded, then released, in
- * forward order, as StreamedWeights does once per step. The checkpoint is written header-only (sparse: real key
+ * forward order, as the streamed transformer does once per step. The checkpoint is written header-only (sparse: real key
  * names and shapes, data reads as zeros), so this measures the host work, not the disk: with real weights that do
  * not fit the page cache, add the disk read of the checkpoint (23.8 GB in bf16) per step, which the prefetch of the
  * next module overlaps with compute.
@@ -12,7 +12,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  bflTransformerArchitecture, diffusersTransformerArchitecture, Flux, FLUX_SCHNELL, openCheckpoint, StreamedWeights, writeSparseSafetensors,
+  bflTransformerArchitecture, diffusersTransformerArchitecture, Flux, FLUX_SCHNELL, openCheckpoint, openTransformerWeights, writeSparseSafetensors,
   type Dtype,
 } from '@flux-ts/flux';
 import { peakRssMiB, printTable, setup, writeResults } from './common.ts';
@@ -37,7 +37,7 @@ export async function run(argv: string[]): Promise<void> {
     const bytes = await writeSparseSafetensors(file, entries);
     console.log(`header-only ${format} ${dtype} transformer: ${(bytes / 1e9).toFixed(1)} GB apparent`);
     const ckpt = await openCheckpoint(file);
-    const src = new StreamedWeights(ckpt, FLUX_SCHNELL, { prefetch: false });
+    const src = openTransformerWeights(ckpt, FLUX_SCHNELL, { residency: 'streamed', prefetch: false });
     const order = new Flux(FLUX_SCHNELL, src).moduleOrder;
     const perKind: Record<string, number[]> = { double: [], single: [], other: [] };
     const t0 = performance.now();

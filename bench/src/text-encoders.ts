@@ -16,42 +16,41 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CLIPTextModel } from '../../packages/flux/src/clip/clip-text-model.ts';
-import { CLIP_L, T5_XXL, type T5Config } from '../../packages/flux/src/configs.ts';
+import { CLIP_L } from '../../packages/flux/src/clip/config.ts';
+import { T5_XXL, type T5Config } from '../../packages/flux/src/t5/config.ts';
 import { computeBias } from '../../packages/flux/src/t5/t5-attention.ts';
-import { T5Block, t5BlockKeys } from '../../packages/flux/src/t5/t5-block.ts';
-import { scope, type TextEncoderWeights, type Weights } from '../../packages/flux/src/t5/weights.ts';
-import { loadT5EncoderModel } from '../../packages/flux/src/text-encoders.ts';
+import { clipLayout } from '../../packages/flux/src/clip/keys.ts';
+import { markPreTransposed } from '../../packages/flux/src/nn/linear.ts';
+import { T5Block } from '../../packages/flux/src/t5/t5-block.ts';
+import { loadT5EncoderModel } from '../../packages/flux/src/text-encoders/load.ts';
 import { clipTextArchitecture, t5EncoderArchitecture } from '../../packages/flux/src/weights/architectures.ts';
+import { memoryCheckpoint, type TensorReader } from '../../packages/flux/src/weights/checkpoint.ts';
+import { CheckpointWeights } from '../../packages/flux/src/weights/checkpoint-weights.ts';
+import type { Weights } from '../../packages/flux/src/weights/spec.ts';
 import { DTYPE_SIZES, toFloat32 } from '../../packages/flux/src/weights/dtypes.ts';
 import { writeSparseSafetensors } from '../../packages/flux/src/weights/safetensors.ts';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
-/** Random resident weights with the architecture's shapes (norm weights 1); rows are random on the host. */
-class RandomWeights implements TextEncoderWeights {
-  private readonly kept = new Map<string, tf.Tensor>();
-  constructor(private readonly shapes: ReadonlyMap<string, number[]>) {}
-  async load(keys: readonly string[]): Promise<Weights> {
-    const out: Weights = {};
-    for (const k of keys) {
-      let t = this.kept.get(k);
-      if (!t) {
-        const shape = this.shapes.get(k)!;
-        t = /norm|layer_norm/.test(k) && shape.length === 1 ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', 1);
-        this.kept.set(k, t);
-      }
-      out[k] = t;
-    }
-    return out;
+/**
+ * Random weights with a spec's shapes (norm weights 1), laid out as the loader hands them to a module
+ * (weights/executor.ts): Linear weights [in, out], marked pre-transposed; `tables` kept as stored.
+ */
+function randomWeights(spec: Record<string, readonly number[]>, tables: ReadonlySet<string> = new Set()): Weights {
+  const out: Weights = {};
+  for (const [k, shape] of Object.entries(spec)) {
+    if (/norm/.test(k) && shape.length === 1) out[k] = tf.ones([...shape]);
+    else if (shape.length === 2 && !tables.has(k)) out[k] = markPreTransposed(tf.randomNormal([shape[1]!, shape[0]!], 0, 0.02, 'float32', 1));
+    else out[k] = tf.randomNormal([...shape], 0, 0.02, 'float32', 1);
   }
-  release(): void {}
-  async rows(key: string, ids: ArrayLike<number>): Promise<Float32Array> {
-    const d = this.shapes.get(key)![1];
-    return Float32Array.from({ length: ids.length * d }, () => Math.random() - 0.5);
-  }
-  dispose(): void {
-    for (const t of this.kept.values()) t.dispose();
-    this.kept.clear();
-  }
+  return out;
+}
+
+/** Random host values for every tensor of a checkpoint table (for a model run through the real loader). */
+function randomCheckpoint(table: ReadonlyMap<string, number[]>): TensorReader {
+  return memoryCheckpoint([...table].map(([k, shape]) => {
+    const data = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (/norm/.test(k) && shape.length === 1 ? 1 : (Math.random() - 0.5) * 0.04));
+    return [k, { data, shape }];
+  }), 'random');
 }
 
 function t5BlockGflop(c: T5Config, L: number): number {
@@ -137,27 +136,26 @@ export async function run(argv: string[]): Promise<void> {
 
   // --- T5-XXL: one block
   const c = T5_XXL;
-  const t5w = new RandomWeights(t5EncoderArchitecture(c).tensors);
-  const keys = t5BlockKeys(c, 0);
-  const bw = scope(await t5w.load(keys), 'encoder.block.0.');
+  const blockSpec = T5Block.spec(c, 0);
+  const bw = randomWeights(blockSpec, new Set(['layer.0.SelfAttention.relative_attention_bias.weight']));
   const block = new T5Block(c, bw);
   const x = tf.randomNormal([1, t5Tokens, c.dModel], 0, 1, 'float32', 2);
   const bias = computeBias(bw['layer.0.SelfAttention.relative_attention_bias.weight'] as tf.Tensor2D, t5Tokens, c);
   const blockMs = await timeAsync(reps, async () => block.forward(x, bias), async (t) => { await settle(t); t.dispose(); });
-  tf.dispose([x, bias]);
-  t5w.dispose();
+  tf.dispose([x, bias, ...Object.values(bw)]);
   // streaming cost per block: bf16 bytes -> float32 on the host, then upload (zeros: conversion cost is data-independent)
-  const shapes = keys.map((k) => t5EncoderArchitecture(c).tensors.get(k)!).filter((s) => s.length === 2 && s[0] > 64);
+  const shapes = Object.values(blockSpec).filter((s) => s.length === 2 && s[0]! > 64);
   const streamMs = await timeAsync(1, async () => {
     const ts: tf.Tensor[] = [];
-    for (const s of shapes) ts.push(tf.tensor(toFloat32('BF16', new Uint8Array(s[0] * s[1] * DTYPE_SIZES.BF16)), s));
+    for (const s of shapes) ts.push(tf.tensor(toFloat32('BF16', new Uint8Array(s[0]! * s[1]! * DTYPE_SIZES.BF16)), [...s]));
     return ts;
   }, async (ts) => { await settle(ts); tf.dispose(ts); });
   const gf = t5BlockGflop(c, t5Tokens);
   const t5EncodeS = (c.numLayers * (blockMs + streamMs)) / 1000;
 
   // --- CLIP-L: the whole model, resident random weights
-  const clipw = new RandomWeights(clipTextArchitecture(CLIP_L).tensors);
+  const clipw = new CheckpointWeights(randomCheckpoint(clipTextArchitecture(CLIP_L).tensors), clipLayout(CLIP_L), { residency: 'resident' });
+  clipw.loadAllSync();
   const clip = new CLIPTextModel(CLIP_L, clipw);
   const clipIds = [Array.from({ length: clipTokens }, (_, i) => (i === 0 ? 49406 : i < 10 ? 320 + i : 49407))];
   const clipMs = await timeAsync(reps, () => clip.forward(clipIds), async (o) => { await settle([o.lastHiddenState, o.pooledOutput]); tf.dispose([o.lastHiddenState, o.pooledOutput]); });

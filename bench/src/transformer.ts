@@ -12,18 +12,23 @@ import { DoubleStreamBlock, type BlockDims } from '../../packages/flux/src/trans
 import { SingleStreamBlock } from '../../packages/flux/src/transformer/single-stream-block.ts';
 import { EmbedND } from '../../packages/flux/src/transformer/embed-nd.ts';
 import { autoHeadChunk } from '../../packages/flux/src/transformer/flux.ts';
-import { prepareWeights } from '../../packages/flux/src/transformer/weights.ts';
+import { markPreTransposed } from '../../packages/flux/src/nn/linear.ts';
 import { FLUX_SCHNELL, headDim, mlpHiddenDim } from '@flux-ts/flux';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
 const P = FLUX_SCHNELL;
 const TXT_TOKENS = 256; // schnell's T5 max_sequence_length
 
-/** Random block weights (std 0.02, norm scales 1): values do not matter for timing, only shapes. */
+/**
+ * Random block weights (std 0.02, norm scales 1): values do not matter for timing, only shapes. Linear weights are
+ * made as the loader lays them out (weights/executor.ts): [in, out], marked pre-transposed.
+ */
 function randomWeights(spec: Record<string, readonly number[]>): Record<string, tf.Tensor> {
   const w: Record<string, tf.Tensor> = {};
   for (const [k, shape] of Object.entries(spec)) {
-    w[k] = k.endsWith('.scale') ? tf.ones([...shape]) : tf.randomNormal([...shape], 0, 0.02, 'float32', 1);
+    if (k.endsWith('.scale')) w[k] = tf.ones([...shape]);
+    else if (shape.length === 2) w[k] = markPreTransposed(tf.randomNormal([shape[1]!, shape[0]!], 0, 0.02, 'float32', 1));
+    else w[k] = tf.randomNormal([...shape], 0, 0.02, 'float32', 1);
   }
   return w;
 }
@@ -86,7 +91,7 @@ export async function run(argv: string[]): Promise<void> {
   // 4 GB wasm heap next to 512² activations). Linear weights pre-transposed to [in, out] as the loaders hand them out.
   async function timeBlock<B>(spec: Record<string, readonly number[]>, make: (w: Record<string, tf.Tensor>) => B,
     run: (block: B) => tf.Tensor | tf.Tensor[]): Promise<number> {
-    const w = prepareWeights(randomWeights(spec));
+    const w = randomWeights(spec);
     try {
       const block = make(w);
       return await timeIt(reps, () => run(block));

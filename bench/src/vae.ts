@@ -8,13 +8,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FLUX_VAE } from '@flux-ts/flux';
-import { AutoEncoder, paramLeaves, type TilingChoice } from '../../packages/flux/src/autoencoder/autoencoder.ts';
+import { AutoEncoder, type TilingChoice } from '../../packages/flux/src/autoencoder/autoencoder.ts';
+import { autoEncoderFromWeights } from '../../packages/flux/src/autoencoder/load.ts';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
 const MiB = 2 ** 20;
 
-/** Deterministic fill (xorshift) so runs are comparable: kaiming-uniform-like weights, unit GroupNorm. */
-function randomDecoder(ae: AutoEncoder): void {
+/**
+ * Deterministic fill (xorshift) so runs are comparable: kaiming-uniform-like weights, unit GroupNorm, for every
+ * parameter of the model's spec, loaded through the same path as a checkpoint (autoEncoderFromWeights).
+ */
+function randomAutoEncoder(): AutoEncoder {
   let s = 0x9e3779b9;
   const rnd = () => {
     s ^= s << 13;
@@ -22,20 +26,20 @@ function randomDecoder(ae: AutoEncoder): void {
     s ^= s << 5;
     return (s >>> 0) / 2 ** 32;
   };
-  for (const [path, leaf] of paramLeaves({ decoder: ae.decoder })) {
-    const isNorm = /norm/.test(path);
-    for (const [name, shape] of Object.entries(leaf.paramShapes)) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      if (isNorm) data.fill(name === 'weight' ? 1 : 0);
-      else {
-        const fanIn = shape.length === 4 ? shape[1] * shape[2] * shape[3] : shape[0];
-        const bound = name === 'weight' ? 1 / Math.sqrt(fanIn) : 0.01;
-        for (let i = 0; i < n; i++) data[i] = (rnd() * 2 - 1) * bound;
-      }
-      leaf.setParam(name, { data, shape });
+  const values = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  for (const [key, shape] of Object.entries(AutoEncoder.spec(FLUX_VAE))) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const weight = key.endsWith('.weight');
+    if (/norm/.test(key)) data.fill(weight ? 1 : 0);
+    else {
+      const fanIn = shape.length === 4 ? shape[1]! * shape[2]! * shape[3]! : shape[0]!;
+      const bound = weight ? 1 / Math.sqrt(fanIn) : 0.01;
+      for (let i = 0; i < n; i++) data[i] = (rnd() * 2 - 1) * bound;
     }
+    values.set(key, { data, shape });
   }
+  return autoEncoderFromWeights(FLUX_VAE, values, 'random FLUX VAE');
 }
 
 /** Peak of tf.memory().numBytes while `f` runs (wraps the engine's internal trackTensor; bench-only). */
@@ -74,8 +78,7 @@ export async function run(argv: string[]): Promise<void> {
   const memoryBudgetBytes = values['budget-mib'] !== undefined ? Number(values['budget-mib']) * MiB : undefined;
   const runs = Math.max(1, Number(values.runs) || 1);
 
-  const ae = new AutoEncoder(FLUX_VAE);
-  randomDecoder(ae);
+  const ae = randomAutoEncoder();
   const weightBytes = tf.memory().numBytes;
   console.log(`decoder weights: ${(weightBytes / MiB).toFixed(0)} MiB (random, FLUX_VAE dims); tiling ${tilingArg}`);
 

@@ -1,4 +1,4 @@
-"""Seed-for-seed parity fixture for the whole pipeline: packages/flux/src/pipeline.ts.
+"""Seed-for-seed parity fixture for the whole pipeline: packages/flux/src/pipeline/.
 
 Run: test/reference/.venv/bin/python test/reference/gen_pipeline.py
 Writes test/fixtures/pipeline/ (deterministic: torch.manual_seed(0), one thread, float32).

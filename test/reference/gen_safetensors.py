@@ -1,4 +1,4 @@
-"""Safetensors fixtures for packages/flux/test/safetensors*.test.ts and dtypes.test.ts.
+"""Safetensors fixtures for packages/flux/test/weights/safetensors*.test.ts and dtypes.parity.test.ts.
 
 Run from the repo root:  test/reference/.venv/bin/python test/reference/gen_safetensors.py
 

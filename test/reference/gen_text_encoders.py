@@ -1,4 +1,4 @@
-"""Fixtures for the text encoders: packages/flux/src/{clip,t5}/*.ts and packages/flux/src/text-encoders.ts.
+"""Fixtures for the text encoders: packages/flux/src/{clip,t5}/*.ts and packages/flux/src/text-encoders/.
 
 Run: test/reference/.venv/bin/python test/reference/gen_text_encoders.py
 Writes test/fixtures/text-encoders/ (float32; deterministic: torch.manual_seed(0), one thread, eager attention).

@@ -1,4 +1,4 @@
-"""Fixtures for the FLUX autoencoder: packages/flux/src/autoencoder/*.ts, nn/{group-norm,conv2d}.ts, weights/vae-keys.ts.
+"""Fixtures for the FLUX autoencoder: packages/flux/src/autoencoder/*.ts, nn/{group-norm,conv2d}.ts, autoencoder/keys.ts.
 
 Run: test/reference/.venv/bin/python test/reference/gen_vae.py
 Writes test/fixtures/vae/ (float32; deterministic: torch.manual_seed(0), one thread).
@@ -12,7 +12,7 @@ Files:
 - vae-tiny.config.json          diffusers `vae/config.json` of the tiny model
 - vae-tiny.diffusers.safetensors  weights with diffusers `vae/` key names
 - vae-tiny.bfl.safetensors        the same weights with BFL `ae.safetensors` key names. Made with the table below
-                                  (mirror of packages/flux/src/weights/vae-keys.ts) and cross-checked: diffusers'
+                                  (mirror of packages/flux/src/autoencoder/keys.ts) and cross-checked: diffusers'
                                   own `convert_ldm_vae_checkpoint` turns it back into exactly the diffusers state dict.
 - encode.safetensors   x [1,3,48,32] in [-1,1]; mean, logvar (diffusers clamps to [-30,20]); noise; sample =
                        mean + exp(0.5 logvar) * noise; z_mean = 0.3611 (mean - 0.1159); z_sample likewise.
@@ -67,7 +67,7 @@ CONFIG = dict(
 
 
 def diffusers_to_bfl(sd: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
-    """Mirror of packages/flux/src/weights/vae-keys.ts (diffusers -> BFL)."""
+    """Mirror of packages/flux/src/autoencoder/keys.ts (diffusers -> BFL)."""
     rules: list[tuple[str, object]] = [
         (r"^(encoder|decoder)\.conv_(in|out)\.(weight|bias)$", lambda m: m.group(0)),
         (r"^(encoder|decoder)\.conv_norm_out\.(weight|bias)$", lambda m: f"{m[1]}.norm_out.{m[2]}"),

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
 /**
- * `pnpm flux <command> ...`: parse, call the library, write files. No model logic lives here.
- * Each command is a module in ./commands exporting `run(argv): Promise<number>` (the exit code).
+ * `flux-ts <command> ...` (`pnpm flux ...` in a clone): parse, call the library, write files. No model logic lives
+ * here. Each command is a module in ./commands exporting `run(argv): Promise<number>` (the exit code).
  */
+import { readFileSync } from 'node:fs';
 import { isFluxError } from '@flux-ts/core';
+import { PROGRAM } from './options.ts';
+
+/** This command's version (packages/cli/package.json). */
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
 
@@ -16,17 +21,22 @@ const COMMANDS: Record<string, Command> = {
   download: { summary: 'download FLUX weights from the Hugging Face hub into the HF cache (resumable)', load: () => import('./commands/download.ts') },
   serve: { summary: 'serve FLUX.1 over HTTP (DeepInfra-compatible API, OpenAI images endpoint)', load: () => import('./commands/serve.ts') },
   worker: { summary: 'take generation jobs from a shared Redis queue (for serve --redis)', load: () => import('./commands/worker.ts') },
+  'setup-native': { summary: 'build the native CPU backend (TensorFlow C library from PyPI, tfjs-node addon)', load: () => import('./commands/setup-native.ts') },
 };
 
 function usage(): string {
-  const lines = ['usage: pnpm flux <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
-  lines.push('', 'Run `pnpm flux <command> --help` for the options of one command.');
+  const lines = [`usage: ${PROGRAM} <command> [options]`, '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(12)} ${c.summary}`);
+  lines.push('', `Run \`${PROGRAM} <command> --help\` for the options of one command; \`${PROGRAM} --version\` for the version.`);
   return lines.join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(`flux-ts ${VERSION} (Node ${process.versions.node})`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
     return name ? 0 : 1;

@@ -1,6 +1,9 @@
 /** Option parsing shared by the long-running commands (`serve`, `worker`): same rules, same messages. */
 import { FluxError } from '@flux-ts/core';
 
+/** How the user runs this command: `pnpm flux` in a clone of the repository (its script), else `flux-ts`. */
+export const PROGRAM = process.env.npm_lifecycle_event === 'flux' ? 'pnpm flux' : 'flux-ts';
+
 export type CliResidency = 'auto' | 'streamed' | 'resident';
 
 /** A numeric option: `def` when absent, else a finite number >= `min`. */

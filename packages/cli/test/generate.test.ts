@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../../../test/harness/fixtures.ts';
 import { runFlux } from '../../../test/harness/run-cli.ts';
-import { decodeImage, readGenerationMetadata, readPngText } from '../../flux/src/pipeline.ts';
+import { decodeImage, readGenerationMetadata, readPngText } from '../../flux/src/index.ts';
 
 const MODEL = fixturePath('pipeline', 'tiny-flux');
 
@@ -61,7 +61,7 @@ describe('pnpm flux generate', () => {
     expect(r.code).toBe(1);
     const lines = errorLines(r.stderr);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^error: no model given and none found \(looked in .*no-hf.*\).*pnpm flux download/);
+    expect(lines[0]).toMatch(/^error: no model given and none found \(looked in .*no-hf.*\).*flux-ts download/);
   });
 
   it('a missing component: one line naming it', async () => {

@@ -21,10 +21,15 @@ const t3 = (name: string) => tf.tensor(fx[name].data as Float32Array, fx[name].s
 /** The same fake model as gen_core.py, recording the timesteps and guidance it was given. */
 class LinearFlow implements FlowModel {
   readonly seen: { t: number[]; g?: number[] }[] = [];
+  readonly guidanceEmbed: boolean;
+  private readonly c: tf.Tensor[];
   constructor(
-    readonly guidanceEmbed: boolean,
-    private readonly c: tf.Tensor[],
-  ) {}
+    guidanceEmbed: boolean,
+    c: tf.Tensor[],
+  ) {
+    this.guidanceEmbed = guidanceEmbed;
+    this.c = c;
+  }
   forward({ img, timesteps, guidance }: FlowModelInputs): tf.Tensor {
     this.seen.push({ t: Array.from(timesteps.dataSync()), g: guidance ? Array.from(guidance.dataSync()) : undefined });
     return tf.tidy(() => {

@@ -1,25 +1,145 @@
-// Public API of @flux-ts/flux: weights I/O, configs, inspection, tensor backends, ops.
-export * from './weights/safetensors.ts';
-export * from './weights/checkpoint.ts';
-export * from './weights/architectures.ts';
-export * from './weights/detect.ts';
-export * from './configs.ts';
-export * from './inspect.ts';
-export * from './runtime/backend.ts';
-export * from './math.ts';
-export * from './nn/linear.ts';
-export * from './nn/layer-norm.ts';
-export * from './nn/rms-norm.ts';
-export * from './nn/gelu.ts';
-export * from './transformer/flux.ts';
-export * from './transformer/weights.ts';
-export * from './transformer/streamed-weights.ts';
-export * from './weights/transformer-keys.ts';
-export { AutoEncoder, imageToRgbBytes, rgbBytesToImage, VaeWeightsError, VaeInputError, paramLeaves, type TilingChoice, type TilePlan, type NoiseSource, type EncodeOptions, type DecodeOptions } from './autoencoder/autoencoder.ts';
-export * from './autoencoder/memory.ts';
-export * from './vae.ts';
-export * from './hub/index.ts';
-export * from './pipeline.ts';
-export * from './tokenizers.ts';
-export * from './text-encoders.ts';
-export * from './transformer/load.ts';
+// Public API of @flux-ts/flux. Deeper modules stay importable by path (tests, benchmarks), but this is the surface.
+
+// The pipeline: find a model, generate images.
+export {
+  FluxPipeline,
+  GenerateError,
+  type GenerateOptions,
+  type GenerateResult,
+  type GeneratedImage,
+  type PipelineOptions,
+  type Stage,
+  type StageTimings,
+  type StepInfo,
+} from './pipeline/pipeline.ts';
+export {
+  cachedSnapshot,
+  diffusersLocation,
+  locateModel,
+  locateTransformer,
+  ModelNotFoundError,
+  readSchedulerConfig,
+  type LocateOptions,
+  type ModelLocation,
+  type TransformerLocation,
+} from './pipeline/model-location.ts';
+export {
+  a1111Parameters,
+  FLUX_TS_VERSION,
+  MetadataError,
+  pngTextFor,
+  readGenerationMetadata,
+  type GenerationMetadata,
+} from './pipeline/metadata.ts';
+export * from './image/index.ts';
+
+// The models, their configs and loaders.
+export {
+  FLUX_DEV,
+  FLUX_SCHNELL,
+  fluxParamsFromDiffusers,
+  fluxParamsFromShapes,
+  fluxVariantParams,
+  headDim,
+  mlpHiddenDim,
+  validateFluxParams,
+  type FluxParams,
+  type FluxVariant,
+} from './transformer/config.ts';
+export { autoHeadChunk, Flux, FluxInputError, fluxParamSpec, type FluxInputs, type FluxOptions } from './transformer/flux.ts';
+export { defaultResidency, loadTransformer, openTransformerWeights, RESIDENCIES, type LoadTransformerOptions } from './transformer/load.ts';
+export { transformerLayout, TransformerWeightsError, type TransformerFormat } from './transformer/keys.ts';
+export { autoEncoderParamsFromDiffusers, FLUX_VAE, type AutoEncoderParams } from './autoencoder/config.ts';
+export {
+  AutoEncoder,
+  imageToRgbBytes,
+  paramLeaves,
+  rgbBytesToImage,
+  VaeInputError,
+  VaeWeightsError,
+  type DecodeOptions,
+  type EncodeOptions,
+  type NoiseSource,
+  type TilePlan,
+  type TilingChoice,
+} from './autoencoder/autoencoder.ts';
+export { autoEncoderFromWeights, loadAutoEncoder, type LoadedAutoEncoder } from './autoencoder/load.ts';
+export { autoEncoderLayout } from './autoencoder/keys.ts';
+export { estimateDecodeMemory, estimateEncodeMemory } from './autoencoder/memory.ts';
+export { T5_XXL, t5ConfigFromJson, type T5Config } from './t5/config.ts';
+export { T5EncoderModel } from './t5/t5-encoder-model.ts';
+export { CLIP_L, clipTextConfigFromJson, type ClipTextConfig } from './clip/config.ts';
+export { CLIPTextModel } from './clip/clip-text-model.ts';
+export { loadClipTextModel, loadT5EncoderModel, type LoadedTextEncoder } from './text-encoders/load.ts';
+export { TextEncoders, type PromptTokenizers } from './text-encoders/text-encoders.ts';
+export { PromptEmbeddingCache, type PromptEmbeddings } from './text-encoders/prompt-cache.ts';
+export { TextEncoderInputError, TextEncoderWeightsError } from './text-encoders/token-ids.ts';
+export { ConfigError } from './shared/config-json.ts';
+
+// Tokenizers.
+export { loadTokenizers, TokenizerError, type FluxTokenizers, type TokenizedPrompt } from './text-encoders/tokenizers.ts';
+export { CLIPTokenizer } from './clip/tokenizer.ts';
+export { loadClipTokenizer } from './clip/load-tokenizer.ts';
+export { T5Tokenizer } from './t5/tokenizer.ts';
+export { loadT5Tokenizer } from './t5/load-tokenizer.ts';
+
+// Weights: safetensors, checkpoints, the loading spine, inspection.
+export {
+  decodeSafetensors,
+  DTYPES,
+  DTYPE_SIZES,
+  encodeSafetensors,
+  loadSafetensors,
+  SafetensorsError,
+  SafetensorsFile,
+  toFloat32,
+  writeSafetensors,
+  writeSparseSafetensors,
+  type Dtype,
+  type NamedTensor,
+  type TensorInfo,
+} from './weights/safetensors.ts';
+export {
+  memoryCheckpoint,
+  openCheckpoint,
+  readCheckpointHeader,
+  type Checkpoint,
+  type TensorReader,
+  type WeightValue,
+} from './weights/checkpoint.ts';
+export { CheckpointWeights, type CheckpointWeightsOptions } from './weights/checkpoint-weights.ts';
+export type { CheckpointLayout, ModuleRename, Rule, WeightsFormat } from './weights/layout.ts';
+export { WeightsError } from './weights/validate.ts';
+export { detectFormat, locateWeights, type Detection, type WeightsLocation } from './weights/detect.ts';
+export {
+  architectureOf,
+  bflTransformerArchitecture,
+  bflVaeArchitecture,
+  clipTextArchitecture,
+  diffusersTransformerArchitecture,
+  diffusersVaeArchitecture,
+  t5EncoderArchitecture,
+  type Architecture,
+} from './weights/architectures.ts';
+export { formatInspectReport, inspectCheckpoint, inspectPath, type InspectReport } from './weights/inspect.ts';
+
+// Tensor backends, ops.
+export {
+  BackendError,
+  currentBackend,
+  initBackend,
+  listBackends,
+  parseBackendChoice,
+  type BackendChoice,
+  type BackendInfo,
+  type BackendName,
+  type Residency,
+} from './runtime/backend.ts';
+export { attention, rope, timestepEmbedding, type Rope } from './math.ts';
+
+// Hugging Face hub downloads.
+export { DEFAULT_REPO, downloadRepo, type DownloadOptions, type DownloadResult } from './hub/download.ts';
+export { hfCacheDir, snapshotPath } from './hub/cache.ts';
+export { HubError, hubEndpoint } from './hub/http.ts';
+export { createProgressReporter } from './hub/progress.ts';
+export { formatBytes, formatDuration } from './format.ts';

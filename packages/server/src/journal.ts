@@ -1,5 +1,5 @@
 /**
- * The job journal: the in-process queue's `JobStore` in an SQLite file (`node:sqlite`, Node 22.5+; no flag on Node
+ * The job journal: the in-process queue's `JobStore` in an SQLite file (`node:sqlite`, Node 22.13+; no flag there or on Node
  * 24), so a server that is killed (SIGKILL, a crash, a lost machine) loses nothing it accepted. After a restart
  * queued jobs run, interrupted ones are retried or failed with a reason, and owed webhooks are delivered.
  *
@@ -51,7 +51,7 @@ function loadSqlite(): new (path: string) => Database {
     const mod = createRequire(import.meta.url)('node:sqlite') as { DatabaseSync: new (path: string) => Database };
     return mod.DatabaseSync;
   } catch {
-    throw new JournalError(`the job journal needs node:sqlite (Node 22.5 or later; Node 24 recommended), and this is Node ${process.versions.node}: upgrade Node, or run without a journal (--no-journal: queued jobs and owed webhooks are then lost if the server is killed)`);
+    throw new JournalError(`the job journal needs node:sqlite (Node 22.13 or later without a flag; Node 24 recommended), and this is Node ${process.versions.node}: upgrade Node, or run without a journal (--no-journal: queued jobs and owed webhooks are then lost if the server is killed)`);
   }
 }
 

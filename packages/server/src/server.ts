@@ -81,7 +81,7 @@ export interface ServerOptions {
   resultTtlS?: number;
   /**
    * The job journal (in-process queue): an SQLite file that keeps queued jobs, interrupted ones and owed webhooks
-   * across a crash (Node 22.5+). Default: none (memory only); `flux serve` gives one by default.
+   * across a crash (node:sqlite: Node 22.13+ or 24). Default: none (memory only); `flux serve` gives one by default.
    */
   journal?: string;
   /** Times a job is started in all; one interrupted by a crash that often fails with `interrupted` (default 2). */

@@ -55,8 +55,10 @@ export function deserializeError(s: SerializedError): Error {
   return Object.assign(new Error(s.message), { name: s.name, stack: s.stack ?? `${s.name}: ${s.message}` });
 }
 
+/** This package's own modules, as source (.ts, in the repository) or built (.js, installed). */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The real generator's factory (generator.ts `createGenerator`): a FluxPipeline on the chosen backend. */
-const PIPELINE_MODULE = new URL('./generator.ts', import.meta.url);
+const PIPELINE_MODULE = new URL(`./generator${EXT}`, import.meta.url);
 
 export interface PipelineThreadArgs {
   model: string;
@@ -104,7 +106,7 @@ export class ThreadedGenerator implements Generator {
 
   private start(): Promise<'schnell' | 'dev'> {
     this.ready ??= new Promise((resolve, reject) => {
-      const worker = spawnThread(new URL('./generation-thread.ts', import.meta.url), { workerData: this.init });
+      const worker = spawnThread(new URL(`./generation-thread${EXT}`, import.meta.url), { workerData: this.init });
       this.worker = worker;
       let started = false;
       worker.on('message', (m: ThreadReply) => {

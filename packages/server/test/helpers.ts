@@ -87,7 +87,10 @@ export class SlowGenerator implements Generator {
   readonly seen: GenerationInput[] = [];
   aborted = 0;
   stepsRun = 0;
-  constructor(readonly stepMs = 50) {}
+  readonly stepMs: number;
+  constructor(stepMs = 50) {
+    this.stepMs = stepMs;
+  }
   async generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: { step: number; total: number }) => void }): Promise<GenerationOutput> {
     this.seen.push(input);
     const total = input.request.num_inference_steps;

@@ -82,7 +82,7 @@ describe('POST /v1/inference/black-forest-labs/FLUX-1-schnell', () => {
 
   it('refuses missing or wrong tokens with 401 JSON; the bearer scheme is case-insensitive', async () => {
     const body = { prompt: PROMPT, width: 128, height: 128, num_inference_steps: 1 };
-    for (const headers of <Record<string, string>[]>[{}, { authorization: 'bearer nope' }, { authorization: `Basic ${TOKEN}` }, { authorization: TOKEN }, { authorization: 'bearer ' }]) {
+    for (const headers of [{}, { authorization: 'bearer nope' }, { authorization: `Basic ${TOKEN}` }, { authorization: TOKEN }, { authorization: 'bearer ' }] as Record<string, string>[]) {
       const r = await postJson(url + SCHNELL, body, headers);
       expect(r.status).toBe(401);
       expect(r.headers['www-authenticate']).toBe('Bearer');

@@ -18,11 +18,13 @@ export class AttnBlock {
   readonly v: Conv2d;
   readonly proj_out: Conv2d;
 
+  readonly channels: number;
   constructor(
-    readonly channels: number,
+    channels: number,
     numGroups: number,
     eps = 1e-6,
   ) {
+    this.channels = channels;
     this.norm = new GroupNorm(numGroups, channels, eps);
     this.q = new Conv2d(channels, channels, 1);
     this.k = new Conv2d(channels, channels, 1);

@@ -3,18 +3,17 @@
  *
  * Layout: the public API takes and returns NCHW tensors, as the reference; inside, everything runs NHWC (tfjs' native
  * conv layout), transposed once on the way in and once on the way out. Module fields are the BFL checkpoint key
- * segments, so `loadWeights` is one strict walk over them; diffusers names go through weights/vae-keys.ts first.
+ * segments: the parameter walk over them (`paramLeaves`) is the key table (`spec`) and the assignment of the loaded
+ * weights alike (autoencoder/load.ts reads them, diffusers names through autoencoder/keys.ts).
  */
 import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
-import {
-  autoEncoderParamsFromDiffusers,
-  validateAutoEncoderParams,
-  type AutoEncoderParams,
-} from '../configs.ts';
-import { isParamLeaf, weightShape, type ParamLeaf, type WeightValue } from '../nn/conv2d.ts';
-import { diffusersToBflVaeWeights, isDiffusersVaeNaming } from '../weights/vae-keys.ts';
+import { validateAutoEncoderParams, type AutoEncoderParams } from './config.ts';
+import { isParamLeaf, type ParamLeaf } from '../nn/conv2d.ts';
+import type { CheckpointWeights } from '../weights/checkpoint-weights.ts';
+import type { ParamSpec } from '../weights/spec.ts';
+import { WeightsError } from '../weights/validate.ts';
 import { Decoder } from './decoder.ts';
 import { Encoder } from './encoder.ts';
 import { runTiled } from './tiling.ts';
@@ -26,14 +25,10 @@ import {
   largestEncodeTile,
 } from './memory.ts';
 
-export type { AutoEncoderParams } from '../configs.ts';
-export type { WeightValue } from '../nn/conv2d.ts';
-
-/** diffusers `vae/config.json` -> AutoEncoderParams (the parser lives in configs.ts). */
-export const fromDiffusersConfig = autoEncoderParamsFromDiffusers;
+export type { AutoEncoderParams } from './config.ts';
 
 /** Weights missing, unexpected or mis-shaped for the autoencoder config. */
-export class VaeWeightsError extends FluxError {
+export class VaeWeightsError extends WeightsError {
   constructor(message: string) {
     super('VAE_WEIGHTS', message);
     this.name = 'VaeWeightsError';
@@ -101,11 +96,6 @@ export interface TilePlan {
   reason: string;
 }
 
-function listKeys(keys: readonly string[], limit = 8): string {
-  const shown = keys.slice(0, limit).join(', ');
-  return keys.length > limit ? `${shown} and ${keys.length - limit} more` : shown;
-}
-
 /** Every parameter leaf of a module tree with its dotted path (array indices and field names = key segments). */
 export function paramLeaves(root: object): Array<[string, ParamLeaf]> {
   const out: Array<[string, ParamLeaf]> = [];
@@ -127,8 +117,12 @@ export class AutoEncoder {
   readonly decoder: Decoder;
   /** 2^(levels-1): pixels per latent cell along each axis. */
   readonly downFactor: number;
+  /** The loaded weights this model holds (fromCheckpointWeights). */
+  private weights: CheckpointWeights | null = null;
 
-  constructor(readonly params: AutoEncoderParams) {
+  readonly params: AutoEncoderParams;
+  constructor(params: AutoEncoderParams) {
+    this.params = params;
     validateAutoEncoderParams(params);
     if (params.useQuantConv || params.usePostQuantConv) {
       throw new FluxError('INVALID_CONFIG', 'vae config: use_quant_conv / use_post_quant_conv are set, but the FLUX autoencoder has no quant convs; use the FLUX.1 vae/config.json');
@@ -138,15 +132,27 @@ export class AutoEncoder {
     this.downFactor = 2 ** (params.chMult.length - 1);
   }
 
-  /** Builds the model and loads `weights` (BFL or diffusers names, detected) strictly. */
-  static fromWeights(params: AutoEncoderParams, weights: ReadonlyMap<string, WeightValue>, where = 'VAE weights'): AutoEncoder {
+  /** Every parameter (BFL key -> checkpoint shape) of an autoencoder of `params`: its key table. */
+  static spec(params: AutoEncoderParams): ParamSpec {
+    return Object.fromEntries(new AutoEncoder(params).parameterShapes());
+  }
+
+  /**
+   * The model over loaded resident weights (autoencoder/load.ts opens and checks them against `spec(params)`);
+   * it keeps `weights` and frees them on `dispose()`.
+   */
+  static fromCheckpointWeights(params: AutoEncoderParams, weights: CheckpointWeights): AutoEncoder {
     const ae = new AutoEncoder(params);
-    try {
-      ae.loadWeights(isDiffusersVaeNaming(weights.keys()) ? diffusersToBflVaeWeights(weights, params.chMult.length) : weights, where);
-    } catch (e) {
-      ae.dispose();
-      throw e;
+    const spec = AutoEncoder.spec(params);
+    const opened = weights.layout.spec;
+    if (Object.keys(spec).length !== Object.keys(opened).length || Object.entries(spec).some(([k, s]) => opened[k]?.join() !== s.join())) {
+      throw new FluxError('INVALID_CONFIG', 'the VAE weights were opened for another config; open them with these params');
     }
+    const w = weights.loaded('');
+    for (const [path, leaf] of paramLeaves({ encoder: ae.encoder, decoder: ae.decoder })) {
+      for (const name of Object.keys(leaf.paramShapes)) leaf.setParam(name, w[`${path}.${name}`]!);
+    }
+    ae.weights = weights;
     return ae;
   }
 
@@ -159,40 +165,9 @@ export class AutoEncoder {
     return out;
   }
 
-  /**
-   * The strict walk: `weights` (BFL names) must hold exactly the expected keys with exactly their shapes,
-   * otherwise a VaeWeightsError names every missing, unexpected and mis-shaped key and nothing is loaded.
-   */
-  loadWeights(weights: ReadonlyMap<string, WeightValue>, where = 'VAE weights'): void {
-    const expected = this.parameterShapes();
-    const missing: string[] = [];
-    const badShape: string[] = [];
-    for (const [k, shape] of expected) {
-      const v = weights.get(k);
-      if (v === undefined) missing.push(k);
-      else {
-        const s = weightShape(v);
-        if (s.length !== shape.length || s.some((d, i) => d !== shape[i])) badShape.push(`${k} is [${s.join(', ')}], expected [${shape.join(', ')}]`);
-      }
-    }
-    const unexpected = [...weights.keys()].filter((k) => !expected.has(k));
-    if (missing.length + unexpected.length + badShape.length > 0) {
-      const parts: string[] = [];
-      if (missing.length) parts.push(`missing ${missing.length} key(s): ${listKeys(missing)}`);
-      if (unexpected.length) parts.push(`unexpected ${unexpected.length} key(s): ${listKeys(unexpected)}`);
-      if (badShape.length) parts.push(`wrong shape: ${listKeys(badShape, 4)}`);
-      throw new VaeWeightsError(
-        `${where} do not match the autoencoder config: ${parts.join('; ')}. ` +
-          'Check that the file is the FLUX.1 autoencoder (ae.safetensors or vae/diffusion_pytorch_model.safetensors) and that the config matches it.',
-      );
-    }
-    for (const [path, leaf] of paramLeaves({ encoder: this.encoder, decoder: this.decoder })) {
-      for (const name of Object.keys(leaf.paramShapes)) leaf.setParam(name, weights.get(`${path}.${name}`)!);
-    }
-  }
-
   dispose(): void {
-    for (const [, leaf] of paramLeaves({ encoder: this.encoder, decoder: this.decoder })) leaf.dispose();
+    this.weights?.dispose();
+    this.weights = null;
   }
 
   private checkImage(x: tf.Tensor, what: string, channels: number): void {

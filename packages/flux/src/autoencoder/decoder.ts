@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AutoEncoderParams } from '../configs.ts';
+import type { AutoEncoderParams } from './config.ts';
 import { Conv2d } from '../nn/conv2d.ts';
 import { GroupNorm } from '../nn/group-norm.ts';
 import { makeMid, step, type MidBlock } from './encoder.ts';
@@ -24,7 +24,9 @@ export class Decoder {
   readonly norm_out: GroupNorm;
   readonly conv_out: Conv2d;
 
-  constructor(readonly params: AutoEncoderParams) {
+  readonly params: AutoEncoderParams;
+  constructor(params: AutoEncoderParams) {
+    this.params = params;
     const { ch, chMult, numResBlocks, outCh, zChannels, normNumGroups: g } = params;
     const levels = chMult.length;
     let blockIn = ch * chMult[levels - 1];

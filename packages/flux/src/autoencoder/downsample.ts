@@ -8,7 +8,9 @@ import { Conv2d } from '../nn/conv2d.ts';
 export class Downsample {
   readonly conv: Conv2d;
 
-  constructor(readonly channels: number) {
+  readonly channels: number;
+  constructor(channels: number) {
+    this.channels = channels;
     this.conv = new Conv2d(channels, channels, 3, 2, 0);
   }
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AutoEncoderParams } from '../configs.ts';
+import type { AutoEncoderParams } from './config.ts';
 import { Conv2d } from '../nn/conv2d.ts';
 import { GroupNorm } from '../nn/group-norm.ts';
 import { AttnBlock } from './attn-block.ts';
@@ -45,7 +45,9 @@ export class Encoder {
   readonly norm_out: GroupNorm;
   readonly conv_out: Conv2d;
 
-  constructor(readonly params: AutoEncoderParams) {
+  readonly params: AutoEncoderParams;
+  constructor(params: AutoEncoderParams) {
+    this.params = params;
     const { ch, chMult, numResBlocks, inChannels, zChannels, normNumGroups: g } = params;
     this.conv_in = new Conv2d(inChannels, ch, 3, 1, 1);
     const inChMult = [1, ...chMult];

@@ -17,7 +17,7 @@
  * covers it. Checked by packages/flux/test/vae.test.ts against the bytes tfjs actually holds (tf.profile peak) on each
  * backend: the estimate is 1.0x-2.5x of it (it over-counts, by design: choosing tiles too early only costs time).
  */
-import type { AutoEncoderParams } from '../configs.ts';
+import type { AutoEncoderParams } from './config.ts';
 
 /** Must match attn-block.ts MAX_SCORE_ELEMENTS. */
 export const ATTN_MAX_SCORE_ELEMENTS = 1 << 26;
@@ -26,11 +26,10 @@ export const WORKSPACE_FACTOR = 1.25;
 /** tfjs-backend-wasm is a wasm32 module: its heap (all tensors) can never exceed 4 GiB. */
 export const WASM_HEAP_LIMIT_BYTES = 4 * 2 ** 30;
 /**
- * Kept free in the wasm heap besides the tensors already held (fragmentation, kernel scratch). Measured: the heap of
- * tfjs-backend-wasm 4.22 stops growing at ~3936 MiB, and allocations beyond it fail SILENTLY (tensors end up aliasing
- * memory), so staying under the budget is a correctness matter on wasm, not only a speed one. The heap also holds
- * ~470 MiB that tfjs does not count as tensors (bench: heap 686 MiB for 189 MiB of weights and 20 MiB of activations,
- * 1101 MiB for 189 + 320), hence 1 GiB.
+ * Kept free in the wasm heap besides the tensors already held (fragmentation, kernel scratch). The heap of
+ * tfjs-backend-wasm 4.22 stops growing short of 4 GiB, and allocations beyond it fail SILENTLY (tensors end up
+ * aliasing memory), so staying under the budget is a correctness matter on wasm, not only a speed one. The heap also
+ * holds memory tfjs does not count as tensors (README, VAE: the measured figures), hence 1 GiB.
  */
 export const WASM_HEAP_MARGIN_BYTES = 1024 * 2 ** 20;
 /** Native backends: default budget = this fraction of the machine's memory, minus what is already held. */
@@ -151,8 +150,8 @@ export interface MemoryBudgetInput {
 
 /**
  * Bytes the activations of one encode/decode may use. wasm: the 4 GiB heap minus twice the tensors held (XNNPACK keeps
- * a packed copy of every conv weight it has run; measured heap 686 MiB after a decode with 189 MiB of weights and
- * 20 MiB of activations) minus a margin (never more, whatever budgetBytes says). Native / cpu: budgetBytes, else half the machine's memory minus held.
+ * a packed copy of every conv weight it has run) minus a margin (never more, whatever budgetBytes says).
+ * Native / cpu: budgetBytes, else half the machine's memory minus held.
  */
 export function activationBudget(i: MemoryBudgetInput): number {
   if (i.backend === 'wasm') {

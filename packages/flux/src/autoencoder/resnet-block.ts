@@ -18,12 +18,16 @@ export class ResnetBlock {
   readonly conv2: Conv2d;
   readonly nin_shortcut: Conv2d | null;
 
+  readonly inChannels: number;
+  readonly outChannels: number;
   constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
+    inChannels: number,
+    outChannels: number,
     numGroups: number,
     eps = 1e-6,
   ) {
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
     this.norm1 = new GroupNorm(numGroups, inChannels, eps);
     this.conv1 = new Conv2d(inChannels, outChannels, 3, 1, 1);
     this.norm2 = new GroupNorm(numGroups, outChannels, eps);

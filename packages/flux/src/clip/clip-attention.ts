@@ -3,13 +3,9 @@
  * `v_proj`, `out_proj` (Linear with bias), under `encoder.layers.{i}.self_attn.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
-import { Linear } from '../nn/linear.ts';
-import type { Weights } from '../t5/weights.ts';
-
-function lin(w: Weights, name: string): Linear {
-  return new Linear(w[`${name}.weight`] as tf.Tensor2D, w[`${name}.bias`] as tf.Tensor1D);
-}
+import type { ClipTextConfig } from './config.ts';
+import { linearFrom, type Linear } from '../nn/linear.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 export class CLIPAttention {
   readonly q_proj: Linear;
@@ -17,14 +13,21 @@ export class CLIPAttention {
   readonly v_proj: Linear;
   readonly out_proj: Linear;
 
+  static spec(c: ClipTextConfig): ParamSpec {
+    const h = c.hiddenSize;
+    return { ...linearSpec('k_proj', h, h), ...linearSpec('v_proj', h, h), ...linearSpec('q_proj', h, h), ...linearSpec('out_proj', h, h) };
+  }
+
+  readonly config: ClipTextConfig;
   constructor(
-    readonly config: ClipTextConfig,
+    config: ClipTextConfig,
     w: Weights,
   ) {
-    this.q_proj = lin(w, 'q_proj');
-    this.k_proj = lin(w, 'k_proj');
-    this.v_proj = lin(w, 'v_proj');
-    this.out_proj = lin(w, 'out_proj');
+    this.config = config;
+    this.q_proj = linearFrom(w, 'q_proj');
+    this.k_proj = linearFrom(w, 'k_proj');
+    this.v_proj = linearFrom(w, 'v_proj');
+    this.out_proj = linearFrom(w, 'out_proj');
   }
 
   /** x [B, L, C], additive mask [L, L] (causal) -> [B, L, C]. */

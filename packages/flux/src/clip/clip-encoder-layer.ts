@@ -3,20 +3,11 @@
  * Keys under `encoder.layers.{i}.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from './config.ts';
 import { layerNorm } from '../nn/layer-norm.ts';
-import { scope, type Weights } from '../t5/weights.ts';
+import { normSpec, prefixed, scope, take, type ParamSpec, type Weights } from '../weights/spec.ts';
 import { CLIPAttention } from './clip-attention.ts';
 import { CLIPMLP } from './clip-mlp.ts';
-
-export function clipLayerKeys(i: number): string[] {
-  const b = `encoder.layers.${i}`;
-  const keys: string[] = [];
-  for (const n of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'layer_norm1', 'mlp.fc1', 'mlp.fc2', 'layer_norm2']) {
-    keys.push(`${b}.${n}.weight`, `${b}.${n}.bias`);
-  }
-  return keys;
-}
 
 interface Norm {
   weight: tf.Tensor1D;
@@ -29,12 +20,24 @@ export class CLIPEncoderLayer {
   readonly mlp: CLIPMLP;
   readonly layer_norm2: Norm;
 
+  /** Keys relative to `encoder.layers.{i}.`. */
+  static spec(c: ClipTextConfig): ParamSpec {
+    return {
+      ...prefixed('self_attn.', CLIPAttention.spec(c)),
+      ...normSpec('layer_norm1', c.hiddenSize),
+      ...prefixed('mlp.', CLIPMLP.spec(c)),
+      ...normSpec('layer_norm2', c.hiddenSize),
+    };
+  }
+
   /** `w`: keys relative to `encoder.layers.{i}.`. */
+  readonly config: ClipTextConfig;
   constructor(
-    readonly config: ClipTextConfig,
+    config: ClipTextConfig,
     w: Weights,
   ) {
-    const norm = (n: string): Norm => ({ weight: w[`${n}.weight`] as tf.Tensor1D, bias: w[`${n}.bias`] as tf.Tensor1D });
+    this.config = config;
+    const norm = (n: string): Norm => ({ weight: take<tf.Tensor1D>(w, `${n}.weight`), bias: take<tf.Tensor1D>(w, `${n}.bias`) });
     this.self_attn = new CLIPAttention(config, scope(w, 'self_attn.'));
     this.layer_norm1 = norm('layer_norm1');
     this.mlp = new CLIPMLP(config, scope(w, 'mlp.'));

@@ -1,8 +1,9 @@
 /** transformers `CLIPMLP`: fc2(act(fc1(x))), act = `quick_gelu` (x * sigmoid(1.702 x)) for CLIP-L. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
-import { Linear } from '../nn/linear.ts';
-import { TextEncoderInputError, type Weights } from '../t5/weights.ts';
+import type { ClipTextConfig } from './config.ts';
+import { linearFrom, type Linear } from '../nn/linear.ts';
+import { TextEncoderInputError } from '../text-encoders/token-ids.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 const ACTS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
   quick_gelu: (x) => tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)))),
@@ -21,9 +22,13 @@ export class CLIPMLP {
   readonly fc2: Linear;
   private readonly act: (x: tf.Tensor) => tf.Tensor;
 
+  static spec(c: ClipTextConfig): ParamSpec {
+    return { ...linearSpec('fc1', c.hiddenSize, c.intermediateSize), ...linearSpec('fc2', c.intermediateSize, c.hiddenSize) };
+  }
+
   constructor(config: ClipTextConfig, w: Weights) {
-    this.fc1 = new Linear(w['fc1.weight'] as tf.Tensor2D, w['fc1.bias'] as tf.Tensor1D);
-    this.fc2 = new Linear(w['fc2.weight'] as tf.Tensor2D, w['fc2.bias'] as tf.Tensor1D);
+    this.fc1 = linearFrom(w, 'fc1');
+    this.fc2 = linearFrom(w, 'fc2');
     this.act = clipActivation(config.hiddenAct);
   }
 

@@ -4,15 +4,17 @@
  * `pooler_output` = the row at the first `eos_token_id` (legacy configs with eos_token_id 2, FLUX.1's among them:
  * the row at argmax(ids), i.e. the first highest id), as CLIPTextTransformer.forward.
  *
- * Weights come one layer at a time from a TextEncoderWeights source; token and position embedding rows are
- * gathered on the host.
+ * Weights come one layer at a time from CheckpointWeights; token and position embedding rows are gathered on the
+ * host.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ClipTextConfig } from '../configs.ts';
+import type { ClipTextConfig } from './config.ts';
 import { layerNorm } from '../nn/layer-norm.ts';
-import { flattenIds, scope, type TextEncoderWeights } from '../t5/weights.ts';
+import { flattenIds } from '../text-encoders/token-ids.ts';
+import type { CheckpointWeights } from '../weights/checkpoint-weights.ts';
+import { normSpec, prefixed, take, type ParamSpec } from '../weights/spec.ts';
 import { clipActivation } from './clip-mlp.ts';
-import { CLIPEncoderLayer, clipLayerKeys } from './clip-encoder-layer.ts';
+import { CLIPEncoderLayer } from './clip-encoder-layer.ts';
 
 /** torch.finfo(float32).min: what transformers adds at masked positions. */
 const MASK_MIN = -3.4028234663852886e38;
@@ -46,10 +48,25 @@ export function clipPoolIndices(flat: Int32Array, B: number, L: number, eosToken
 }
 
 export class CLIPTextModel {
+  /** Every key of the text model (transformers 5 names, no `text_model.`) with its shape: the CLIP key table. */
+  static spec(c: ClipTextConfig): ParamSpec {
+    const spec: Record<string, readonly number[]> = {
+      'embeddings.token_embedding.weight': [c.vocabSize, c.hiddenSize],
+      'embeddings.position_embedding.weight': [c.maxPositionEmbeddings, c.hiddenSize],
+    };
+    for (let i = 0; i < c.numHiddenLayers; i++) Object.assign(spec, prefixed(`encoder.layers.${i}.`, CLIPEncoderLayer.spec(c)));
+    return { ...spec, ...normSpec('final_layer_norm', c.hiddenSize) };
+  }
+
+  /** `weights`: opened for this config (clip/load.ts). */
+  readonly config: ClipTextConfig;
+  readonly weights: CheckpointWeights;
   constructor(
-    readonly config: ClipTextConfig,
-    readonly weights: TextEncoderWeights,
+    config: ClipTextConfig,
+    weights: CheckpointWeights,
   ) {
+    this.config = config;
+    this.weights = weights;
     clipActivation(config.hiddenAct);
   }
 
@@ -71,26 +88,28 @@ export class CLIPTextModel {
     const mask = tf.tensor2d(causal, [L, L]); // [L, L], broadcast over [B, H]
     try {
       for (let i = 0; i < c.numHiddenLayers; i++) {
-        const w = await this.weights.load(clipLayerKeys(i));
+        const prefix = `encoder.layers.${i}.`;
+        const w = await this.weights.get(prefix);
+        this.weights.prefetch(i + 1 < c.numHiddenLayers ? `encoder.layers.${i + 1}.` : 'final_layer_norm.'); // overlaps this layer
         try {
-          const next = new CLIPEncoderLayer(c, scope(w, `encoder.layers.${i}.`)).forward(h, mask) as tf.Tensor3D;
+          const next = new CLIPEncoderLayer(c, w).forward(h, mask) as tf.Tensor3D;
           h.dispose();
           h = next;
         } finally {
-          this.weights.release(w);
+          this.weights.release(prefix, w);
         }
         if (opts.onLayer) await opts.onLayer(i, h);
       }
-      const w = await this.weights.load(['final_layer_norm.weight', 'final_layer_norm.bias']);
+      const w = await this.weights.get('final_layer_norm.');
       try {
         const rows = clipPoolIndices(flat, B, L, c.eosTokenId).map((idx, b) => b * L + idx);
         return tf.tidy(() => {
-          const last = layerNorm(h, c.layerNormEps, w['final_layer_norm.weight'] as tf.Tensor1D, w['final_layer_norm.bias'] as tf.Tensor1D) as tf.Tensor3D;
+          const last = layerNorm(h, c.layerNormEps, take<tf.Tensor1D>(w, 'weight'), take<tf.Tensor1D>(w, 'bias')) as tf.Tensor3D;
           const pooled = tf.gather(tf.reshape(last, [B * L, c.hiddenSize]), tf.tensor1d(rows, 'int32')) as tf.Tensor2D; // [(B L), C] -> [B, C]
           return { lastHiddenState: last, pooledOutput: pooled };
         });
       } finally {
-        this.weights.release(w);
+        this.weights.release('final_layer_norm.', w);
       }
     } finally {
       h.dispose();

@@ -12,7 +12,7 @@
  * NOTE: no ftfy: transformers 5 has no ftfy path at all (the old slow tokenizer used ftfy when installed,
  * else a BasicTokenizer clean-up); diffusers does not install ftfy either.
  */
-import { AddedTokenSplitter, type AddedToken, type TokenizedPrompt } from './tokenizer-common.ts';
+import { AddedTokenSplitter, type AddedToken, type TokenizedPrompt } from '../text-encoders/tokenizer-common.ts';
 
 export const CLIP_BOS = '<|startoftext|>';
 export const CLIP_EOS = '<|endoftext|>';

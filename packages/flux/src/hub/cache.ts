@@ -1,6 +1,6 @@
 /**
  * The Hugging Face hub cache layout, as huggingface_hub writes it (file_download.py), so that a model fetched
- * by `pnpm flux download`, `huggingface-cli download` or diffusers is found by either:
+ * by `flux-ts download`, `huggingface-cli download` or diffusers is found by either:
  *
  *   <cache>/models--<org>--<name>/
  *     blobs/<etag>                    file content, named by its ETag (sha256 for LFS files, git blob sha1 otherwise)

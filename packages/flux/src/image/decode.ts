@@ -3,7 +3,6 @@
  * NOTE: jpeg-js's IDCT and chroma upsampling are not libjpeg-turbo's (what PIL uses), so a JPEG can decode a
  * level or two differently from diffusers' PIL path; PNG input decodes identically.
  */
-import { readFile } from 'node:fs/promises';
 import jpeg from 'jpeg-js';
 import { DEFAULT_MAX_IMAGE_PIXELS, checkImageSize } from './header.ts';
 import { decodePng } from './png.ts';
@@ -30,15 +29,4 @@ export function decodeImage(bytes: Uint8Array, name = 'image', opts: { maxPixels
     data[i * 3 + 2] = img.data[i * 4 + 2]!;
   }
   return { width: img.width, height: img.height, data };
-}
-
-/** Reads and decodes a PNG or JPEG file. */
-export async function readImage(path: string): Promise<RgbImage> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw new ImageError('IMAGE_NOT_FOUND', `cannot read image ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  return decodeImage(bytes, path);
 }

@@ -1,28 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * A weight as handed to a model's strict loader: a tfjs tensor (not consumed: the layer keeps its own copy),
- * or float32 data with its shape in the checkpoint's layout (torch: conv [out, in, kh, kw], linear [out, in]).
- */
-export type WeightValue = tf.Tensor | { readonly data: Float32Array; readonly shape: readonly number[] };
-
-export function weightShape(v: WeightValue): readonly number[] {
-  return v instanceof tf.Tensor ? v.shape : v.shape;
-}
-
-/** A new tensor holding the weight (a clone of a tensor value; the caller's value is not consumed). */
-export function toTensor(v: WeightValue): tf.Tensor {
-  return v instanceof tf.Tensor ? tf.clone(v) : tf.tensor(v.data, [...v.shape], 'float32');
-}
-
-/**
- * A layer that owns parameters: `paramShapes` names them (the last checkpoint key segment) with their
- * checkpoint shapes; `setParam` stores one (shape already checked by the loader) in the layer's own layout.
+ * A layer that holds parameters: `paramShapes` names them (the last checkpoint key segment) with their checkpoint
+ * shapes (its part of the model's spec); `setParam` takes one as the loader prepared it (weights/executor.ts: a
+ * conv weight already [kh, kw, in, out]). The tensors stay owned by the loader's CheckpointWeights.
  */
 export interface ParamLeaf {
   readonly paramShapes: Readonly<Record<string, readonly number[]>>;
-  setParam(name: string, value: WeightValue): void;
-  dispose(): void;
+  setParam(name: string, value: tf.Tensor): void;
 }
 
 export function isParamLeaf(v: unknown): v is ParamLeaf {
@@ -31,7 +16,7 @@ export function isParamLeaf(v: unknown): v is ParamLeaf {
 
 /**
  * torch.nn.Conv2d(in, out, k, stride, padding) on NHWC tensors.
- * Checkpoint weight [out, in, kh, kw] is stored once as tfjs' [kh, kw, in, out] (HWIO) at load time.
+ * Checkpoint weight [out, in, kh, kw], held as tfjs' [kh, kw, in, out] (HWIO: the loader lays it out once).
  * Padding is symmetric, as torch's; asymmetric padding (the VAE Downsample) is done by the caller with tf.pad.
  */
 export class Conv2d implements ParamLeaf {
@@ -40,13 +25,23 @@ export class Conv2d implements ParamLeaf {
   /** [out] */
   bias: tf.Tensor1D | null = null;
 
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernelSize: number;
+  readonly stride: number;
+  readonly padding: number;
   constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernelSize: number,
-    readonly stride = 1,
-    readonly padding = 0,
+    inChannels: number,
+    outChannels: number,
+    kernelSize: number,
+    stride = 1,
+    padding = 0,
   ) {
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.kernelSize = kernelSize;
+    this.stride = stride;
+    this.padding = padding;
     for (const [k, v] of Object.entries({ inChannels, outChannels, kernelSize, stride })) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`Conv2d: ${k} must be a positive integer, got ${v}`);
     }
@@ -58,16 +53,13 @@ export class Conv2d implements ParamLeaf {
     return { weight: [this.outChannels, this.inChannels, k, k], bias: [this.outChannels] };
   }
 
-  setParam(name: string, value: WeightValue): void {
-    if (name === 'weight') {
-      this.weight?.dispose();
-      this.weight = tf.tidy(() => tf.transpose(toTensor(value), [2, 3, 1, 0])) as tf.Tensor4D; // [out,in,kh,kw] -> [kh,kw,in,out]
-    } else if (name === 'bias') {
-      this.bias?.dispose();
-      this.bias = toTensor(value) as tf.Tensor1D;
-    } else {
-      throw new Error(`Conv2d has no parameter ${name}`);
-    }
+  setParam(name: string, value: tf.Tensor): void {
+    const k = this.kernelSize;
+    const want = name === 'weight' ? [k, k, this.inChannels, this.outChannels] : name === 'bias' ? [this.outChannels] : null;
+    if (!want) throw new Error(`Conv2d has no parameter ${name}`);
+    if (value.shape.join() !== want.join()) throw new Error(`Conv2d ${name}: [${value.shape.join(', ')}] given, [${want.join(', ')}] expected`);
+    if (name === 'weight') this.weight = value as tf.Tensor4D;
+    else this.bias = value as tf.Tensor1D;
   }
 
   /** x [B, H, W, in] -> [B, H', W', out] */
@@ -85,12 +77,5 @@ export class Conv2d implements ParamLeaf {
       else if (p > 0) input = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]);
       return tf.fused.conv2d({ x: input, filter: weight, bias, strides: stride, pad, dataFormat: 'NHWC' });
     });
-  }
-
-  dispose(): void {
-    this.weight?.dispose();
-    this.bias?.dispose();
-    this.weight = null;
-    this.bias = null;
   }
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { toTensor, type ParamLeaf, type WeightValue } from './conv2d.ts';
+import type { ParamLeaf } from './conv2d.ts';
 
 /**
  * torch.nn.GroupNorm(numGroups, numChannels, eps, affine=True) on NHWC tensors:
@@ -31,11 +31,17 @@ export class GroupNorm implements ParamLeaf {
   weight: tf.Tensor1D | null = null;
   bias: tf.Tensor1D | null = null;
 
+  readonly numGroups: number;
+  readonly numChannels: number;
+  readonly eps: number;
   constructor(
-    readonly numGroups: number,
-    readonly numChannels: number,
-    readonly eps = 1e-6,
+    numGroups: number,
+    numChannels: number,
+    eps = 1e-6,
   ) {
+    this.numGroups = numGroups;
+    this.numChannels = numChannels;
+    this.eps = eps;
     if (!Number.isInteger(numGroups) || numGroups < 1 || numChannels % numGroups !== 0) {
       throw new Error(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
     }
@@ -45,30 +51,16 @@ export class GroupNorm implements ParamLeaf {
     return { weight: [this.numChannels], bias: [this.numChannels] };
   }
 
-  setParam(name: string, value: WeightValue): void {
-    const t = toTensor(value) as tf.Tensor1D;
-    if (name === 'weight') {
-      this.weight?.dispose();
-      this.weight = t;
-    } else if (name === 'bias') {
-      this.bias?.dispose();
-      this.bias = t;
-    } else {
-      t.dispose();
-      throw new Error(`GroupNorm has no parameter ${name}`);
-    }
+  setParam(name: string, value: tf.Tensor): void {
+    if (name !== 'weight' && name !== 'bias') throw new Error(`GroupNorm has no parameter ${name}`);
+    if (value.shape.join() !== String(this.numChannels)) throw new Error(`GroupNorm ${name}: [${value.shape.join(', ')}] given, [${this.numChannels}] expected`);
+    if (name === 'weight') this.weight = value as tf.Tensor1D;
+    else this.bias = value as tf.Tensor1D;
   }
 
   /** x [B, H, W, C] -> [B, H, W, C] */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     if (!this.weight || !this.bias) throw new Error('GroupNorm: weights not loaded');
     return groupNorm(x, this.numGroups, this.eps, this.weight, this.bias);
-  }
-
-  dispose(): void {
-    this.weight?.dispose();
-    this.bias?.dispose();
-    this.weight = null;
-    this.bias = null;
   }
 }

@@ -21,8 +21,8 @@ function features(weight: tf.Tensor2D): [number, number] {
 
 /**
  * torch.nn.Linear: y = x W^T + b, with W stored [out, in] as in the checkpoints, or marked pre-transposed ([in, out],
- * markPreTransposed): a plain matMul, which tfjs-node runs 3-4x faster than one with transposeB on the text
- * encoders' and the transformer's shapes (256 x 4096 x 10240: 127 vs 37 GFLOP/s). Same values either way.
+ * markPreTransposed, as the loader lays every Linear weight out): a plain matMul, which tfjs-node and wasm run
+ * several times faster than one with transposeB on these shapes (README, Performance). Same values either way.
  * x [..., in] -> [..., out].
  */
 export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D | null): tf.Tensor {
@@ -47,10 +47,15 @@ export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D | n
 
 /** A Linear layer whose fields are the checkpoint key segments (`weight`, `bias`). */
 export class Linear {
+  readonly weight: tf.Tensor2D;
+  readonly bias: tf.Tensor1D | null;
   constructor(
-    readonly weight: tf.Tensor2D,
-    readonly bias: tf.Tensor1D | null = null,
-  ) {}
+    weight: tf.Tensor2D,
+    bias: tf.Tensor1D | null = null,
+  ) {
+    this.weight = weight;
+    this.bias = bias;
+  }
 
   get inFeatures(): number {
     return features(this.weight)[1];
@@ -63,4 +68,12 @@ export class Linear {
   forward(x: tf.Tensor): tf.Tensor {
     return linear(x, this.weight, this.bias);
   }
+}
+
+/** The Linear of `${prefix}.weight` (and `${prefix}.bias` when the record has it) in a module's weights ('' = no prefix). */
+export function linearFrom(w: Readonly<Record<string, tf.Tensor>>, prefix: string): Linear {
+  const at = prefix ? `${prefix}.` : '';
+  const weight = w[`${at}weight`];
+  if (!weight) throw new Error(`weights have no ${at}weight (given: ${Object.keys(w).slice(0, 8).join(', ')})`);
+  return new Linear(weight as tf.Tensor2D, (w[`${at}bias`] as tf.Tensor1D | undefined) ?? null);
 }

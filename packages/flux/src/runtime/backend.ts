@@ -145,14 +145,14 @@ let nativeState: NativeState | undefined;
 const nativeFailures = new Map<NativePackage, string>();
 
 /**
- * NOTE: tfjs-node 4.22 calls `util.isNullOrUndefined` and `util.isArray`, which Node 23 removed (deprecated since
- * Node 4); without them its kernels throw "isNullOrUndefined is not a function" on Node 24. Put back exactly those
- * two, with their documented meaning, before the package loads.
+ * NOTE: tfjs-node 4.22 calls `util.isNullOrUndefined`, which Node 23 removed, and `util.isArray`, which warns
+ * (DEP0044) on every Node since 22; without the first its kernels throw "isNullOrUndefined is not a function" on
+ * Node 24. Put both back with their documented meaning before the package loads.
  */
 function restoreRemovedUtil(): void {
   const u = util as unknown as Record<string, unknown>;
   u.isNullOrUndefined ??= (v: unknown) => v === null || v === undefined;
-  u.isArray ??= Array.isArray;
+  u.isArray = Array.isArray;
 }
 
 /**
@@ -165,7 +165,7 @@ function loadNative(): NativeState {
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   // NOTE: TF 2.12+ on x86 enables oneDNN custom ops and announces it on stderr through absl, which
   // ignores TF_CPP_MIN_LOG_LEVEL. Turning them off removes those two lines; f32 matmul/conv speed was
-  // the same within noise here (about 100-250 GFLOP/s either way). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
+  // the same within noise here either way (README, Tensor backends). Set TF_ENABLE_ONEDNN_OPTS=1 to keep them.
   process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
   restoreRemovedUtil();
   for (const pkg of NATIVE_PACKAGES) {

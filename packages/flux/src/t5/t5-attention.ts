@@ -3,9 +3,9 @@
  * bias that only layer 0 owns (`relative_attention_bias` [num_buckets, n_heads]) and every layer reuses.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from './config.ts';
 import { linear } from '../nn/linear.ts';
-import type { Weights } from './weights.ts';
+import { take, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 const F32_LOG = (x: number) => Math.fround(Math.log(Math.fround(x)));
 
@@ -43,21 +43,38 @@ export function computeBias(table: tf.Tensor2D, length: number, config: T5Config
   });
 }
 
-/** Fields are the checkpoint keys under `layer.0.SelfAttention.`: `q`, `k`, `v`, `o` (bias-free Linear weights). */
+/**
+ * Fields are the checkpoint keys under `layer.0.SelfAttention.`: `q`, `k`, `v`, `o` (bias-free Linear weights).
+ * Block 0's also holds `relative_attention_bias` (read by the encoder, see computeBias).
+ */
 export class T5Attention {
   readonly q: tf.Tensor2D;
   readonly k: tf.Tensor2D;
   readonly v: tf.Tensor2D;
   readonly o: tf.Tensor2D;
 
+  static spec(c: T5Config, hasRelativeAttentionBias: boolean): ParamSpec {
+    const inner = c.numHeads * c.dKv;
+    const s: Record<string, readonly number[]> = {
+      'q.weight': [inner, c.dModel],
+      'k.weight': [inner, c.dModel],
+      'v.weight': [inner, c.dModel],
+      'o.weight': [c.dModel, inner],
+    };
+    if (hasRelativeAttentionBias) s['relative_attention_bias.weight'] = [c.relativeAttentionNumBuckets, c.numHeads];
+    return s;
+  }
+
+  readonly config: T5Config;
   constructor(
-    readonly config: T5Config,
+    config: T5Config,
     w: Weights,
   ) {
-    this.q = w['q.weight'] as tf.Tensor2D;
-    this.k = w['k.weight'] as tf.Tensor2D;
-    this.v = w['v.weight'] as tf.Tensor2D;
-    this.o = w['o.weight'] as tf.Tensor2D;
+    this.config = config;
+    this.q = take<tf.Tensor2D>(w, 'q.weight');
+    this.k = take<tf.Tensor2D>(w, 'k.weight');
+    this.v = take<tf.Tensor2D>(w, 'v.weight');
+    this.o = take<tf.Tensor2D>(w, 'o.weight');
   }
 
   /** x [B, L, d_model], positionBias [1, H, L, L] -> [B, L, d_model]. */

@@ -3,30 +3,23 @@
  * `layer[1]` = T5LayerFF. Keys under `encoder.block.{i}.`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from './config.ts';
 import { T5Attention } from './t5-attention.ts';
 import { T5LayerFF } from './t5-layer-ff.ts';
 import { T5LayerNorm } from './t5-layer-norm.ts';
-import { scope, type Weights } from './weights.ts';
-
-/** The checkpoint keys of block `i` (layer 0 also owns `relative_attention_bias`). */
-export function t5BlockKeys(config: T5Config, i: number): string[] {
-  const b = `encoder.block.${i}.layer`;
-  const keys = ['q', 'k', 'v', 'o'].map((n) => `${b}.0.SelfAttention.${n}.weight`);
-  if (i === 0) keys.push(`${b}.0.SelfAttention.relative_attention_bias.weight`);
-  keys.push(`${b}.0.layer_norm.weight`);
-  for (const n of config.isGatedAct ? ['wi_0', 'wi_1', 'wo'] : ['wi', 'wo']) keys.push(`${b}.1.DenseReluDense.${n}.weight`);
-  keys.push(`${b}.1.layer_norm.weight`);
-  return keys;
-}
+import { prefixed, scope, take, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 export class T5LayerSelfAttention {
   readonly SelfAttention: T5Attention;
   readonly layer_norm: T5LayerNorm;
 
+  static spec(c: T5Config, hasRelativeAttentionBias: boolean): ParamSpec {
+    return { ...prefixed('SelfAttention.', T5Attention.spec(c, hasRelativeAttentionBias)), ...T5LayerNorm.spec('layer_norm', c) };
+  }
+
   constructor(config: T5Config, w: Weights) {
     this.SelfAttention = new T5Attention(config, scope(w, 'SelfAttention.'));
-    this.layer_norm = new T5LayerNorm(w['layer_norm.weight'] as tf.Tensor1D, config.layerNormEpsilon);
+    this.layer_norm = new T5LayerNorm(take<tf.Tensor1D>(w, 'layer_norm.weight'), config.layerNormEpsilon);
   }
 
   /** x [B, L, d_model] -> [B, L, d_model]. */
@@ -37,6 +30,11 @@ export class T5LayerSelfAttention {
 
 export class T5Block {
   readonly layer: [T5LayerSelfAttention, T5LayerFF];
+
+  /** Block `i`'s keys relative to `encoder.block.{i}.` (only block 0 owns the relative position bias table). */
+  static spec(c: T5Config, i: number): ParamSpec {
+    return { ...prefixed('layer.0.', T5LayerSelfAttention.spec(c, i === 0)), ...prefixed('layer.1.', T5LayerFF.spec(c)) };
+  }
 
   /** `w`: the block's tensors keyed relative to `encoder.block.{i}.` (`layer.0.SelfAttention.q.weight`, ...). */
   constructor(config: T5Config, w: Weights) {

@@ -3,11 +3,12 @@
  * `T5DenseGatedActDense` (T5 v1.1, FLUX: wo(act(wi_0 h) * wi_1 h)) or `T5DenseActDense` (T5 v1.0: wo(act(wi h))).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { T5Config } from '../configs.ts';
+import type { T5Config } from './config.ts';
 import { geluTanh } from '../nn/gelu.ts';
 import { linear } from '../nn/linear.ts';
 import { T5LayerNorm } from './t5-layer-norm.ts';
-import { TextEncoderInputError, type Weights } from './weights.ts';
+import { TextEncoderInputError } from '../text-encoders/token-ids.ts';
+import { prefixed, take, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** transformers ACT2FN entries the T5 configs use. */
 const ACTS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
@@ -27,13 +28,20 @@ export class T5LayerFF {
   readonly layer_norm: T5LayerNorm;
   private readonly act: (x: tf.Tensor) => tf.Tensor;
 
+  static spec(c: T5Config): ParamSpec {
+    const wi: ParamSpec = c.isGatedAct ? { 'wi_0.weight': [c.dFf, c.dModel], 'wi_1.weight': [c.dFf, c.dModel] } : { 'wi.weight': [c.dFf, c.dModel] };
+    return { ...prefixed('DenseReluDense.', { ...wi, 'wo.weight': [c.dModel, c.dFf] }), ...T5LayerNorm.spec('layer_norm', c) };
+  }
+
+  readonly config: T5Config;
   constructor(
-    readonly config: T5Config,
+    config: T5Config,
     w: Weights,
   ) {
-    const d = (k: string) => w[`DenseReluDense.${k}.weight`] as tf.Tensor2D;
+    this.config = config;
+    const d = (k: string) => take<tf.Tensor2D>(w, `DenseReluDense.${k}.weight`);
     this.DenseReluDense = config.isGatedAct ? { wi_0: d('wi_0'), wi_1: d('wi_1'), wo: d('wo') } : { wi: d('wi'), wo: d('wo') };
-    this.layer_norm = new T5LayerNorm(w['layer_norm.weight'] as tf.Tensor1D, config.layerNormEpsilon);
+    this.layer_norm = new T5LayerNorm(take<tf.Tensor1D>(w, 'layer_norm.weight'), config.layerNormEpsilon);
     this.act = t5Activation(config.denseActFn);
   }
 

@@ -6,14 +6,16 @@
  *                       4: remove_extra_whitespaces, 5: escape_whitespaces }
  * Unknown fields are skipped by wire type.
  */
-export enum PieceType {
-  NORMAL = 1,
-  UNKNOWN = 2,
-  CONTROL = 3,
-  USER_DEFINED = 4,
-  UNUSED = 5,
-  BYTE = 6,
-}
+/** sentencepiece_model.proto's SentencePiece.Type. */
+export const PieceType = Object.freeze({
+  NORMAL: 1,
+  UNKNOWN: 2,
+  CONTROL: 3,
+  USER_DEFINED: 4,
+  UNUSED: 5,
+  BYTE: 6,
+} as const);
+export type PieceType = (typeof PieceType)[keyof typeof PieceType];
 
 export interface SentencePieceModel {
   pieces: { piece: string; score: number; type: PieceType }[];
@@ -31,7 +33,12 @@ export interface SentencePieceModel {
 
 class Reader {
   pos = 0;
-  constructor(readonly buf: Uint8Array, readonly end = buf.length) {}
+  readonly buf: Uint8Array;
+  readonly end: number;
+  constructor(buf: Uint8Array, end: number = buf.length) {
+    this.buf = buf;
+    this.end = end;
+  }
   varint(): bigint {
     let result = 0n;
     let shift = 0n;
@@ -100,11 +107,11 @@ export function parseSentencePieceModel(buf: Uint8Array): SentencePieceModel {
       const p = new Reader(body);
       let piece = '';
       let score = 0;
-      let type = PieceType.NORMAL;
+      let type: PieceType = PieceType.NORMAL;
       for (const [f, w] of p.fields()) {
         if (f === 1 && w === 2) piece = utf8.decode(p.bytes());
         else if (f === 2 && w === 5) score = p.float();
-        else if (f === 3 && w === 0) type = p.int();
+        else if (f === 3 && w === 0) type = p.int() as PieceType; // (any value: unknown types are kept, as the reference does)
         else p.skip(w);
       }
       m.pieces.push({ piece, score, type });

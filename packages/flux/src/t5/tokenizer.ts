@@ -11,7 +11,7 @@
  * vocabulary, scores and charsmap), e.g. a file's `Replace(" {2,}", " ")` normalizer or `add_prefix_space`
  * Metaspace is ignored; so is done here.
  */
-import { AddedTokenSplitter, type AddedToken, type TokenizedPrompt } from '../clip/tokenizer-common.ts';
+import { AddedTokenSplitter, type AddedToken, type TokenizedPrompt } from '../text-encoders/tokenizer-common.ts';
 import { PrecompiledCharsmap } from './tokenizer-charsmap.ts';
 
 const META = '\u2581';

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { Modulation, modulate } from './modulation.ts';
 import { SelfAttention } from './self-attention.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 export interface BlockDims {
   hidden_size: number;
@@ -20,7 +20,7 @@ function mlpForward(mlp: Mlp, x: tf.Tensor): tf.Tensor {
 
 /**
  * BFL DoubleStreamBlock (layers.py:129-191): separate weights for the image and text streams, one joint attention
- * over [txt; img]. Built from one block's weights (keys relative to `double_blocks.{i}.`), checked strictly.
+ * over [txt; img]. Built from one block's weights (keys relative to `double_blocks.{i}.`, as `spec` lists them).
  */
 export class DoubleStreamBlock {
   readonly img_mod: Modulation;
@@ -41,12 +41,12 @@ export class DoubleStreamBlock {
     return { ...stream('img'), ...stream('txt') };
   }
 
+  readonly dims: BlockDims;
   constructor(
-    readonly dims: BlockDims,
+    dims: BlockDims,
     w: Weights,
-    where = 'double block',
   ) {
-    checkWeights(DoubleStreamBlock.spec(dims), w, where);
+    this.dims = dims;
     this.img_mod = new Modulation(w, 'img_mod', true);
     this.img_attn = new SelfAttention(w, 'img_attn', dims.num_heads);
     this.img_mlp = [linearFrom(w, 'img_mlp.0'), 'gelu_tanh', linearFrom(w, 'img_mlp.2')];

@@ -7,11 +7,18 @@ import { rope, type Rope } from './ops.ts';
  * NOTE: returns {cos, sin} [B, 1, L, D/2] (math.ts's Rope) instead of BFL's [B, 1, L, D/2, 2, 2] rotation matrices.
  */
 export class EmbedND {
+  readonly dim: number;
+  readonly theta: number;
+  readonly axes_dim: readonly number[];
   constructor(
-    readonly dim: number,
-    readonly theta: number,
-    readonly axes_dim: readonly number[],
-  ) {}
+    dim: number,
+    theta: number,
+    axes_dim: readonly number[],
+  ) {
+    this.dim = dim;
+    this.theta = theta;
+    this.axes_dim = axes_dim;
+  }
 
   forward(ids: tf.Tensor3D): Rope {
     const [b, l, nAxes] = ids.shape;

@@ -1,26 +1,21 @@
 /**
- * BFL Flux (src/flux/model.py): the FLUX.1 MMDiT. Weights use BFL key names; diffusers checkpoints are renamed by
- * weights/transformer-keys.ts before they get here. Modules are built per forward from a WeightSource, one at a
- * time, so the same forward serves resident weights (ResidentWeights) and weights streamed per block.
+ * BFL Flux (src/flux/model.py): the FLUX.1 MMDiT. Module fields are BFL's key names; `fluxParamSpec` is the
+ * transformer's one key table. Modules are built per forward from CheckpointWeights, one at a time, so the same
+ * forward serves resident weights and weights streamed per block (transformer/load.ts opens them).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FluxError, type FlowModel } from '@flux-ts/core';
-import { fluxParamsFromDiffusers, headDim, validateFluxParams, type FluxParams } from '../configs.ts';
-import { toBflTransformerKeys } from '../weights/transformer-keys.ts';
+import { headDim, validateFluxParams, type FluxParams } from './config.ts';
+import type { CheckpointWeights } from '../weights/checkpoint-weights.ts';
+import { linearSpec, prefixed, type ParamSpec, type Weights } from '../weights/spec.ts';
 import { DoubleStreamBlock, type BlockDims } from './double-stream-block.ts';
 import { EmbedND } from './embed-nd.ts';
 import { LastLayer } from './last-layer.ts';
 import { MLPEmbedder } from './mlp-embedder.ts';
 import { linearFrom, timestepEmbedding, type Rope } from './ops.ts';
 import { SingleStreamBlock } from './single-stream-block.ts';
-import { checkWeights, linearSpec, prefixed, ResidentWeights, type ParamSpec, type Weights, type WeightSource } from './weights.ts';
 
-export type { FluxParams } from '../configs.ts';
-
-/** diffusers `transformer/config.json` -> FluxParams (validated). */
-export function fromDiffusersConfig(json: unknown, source?: string): FluxParams {
-  return fluxParamsFromDiffusers(json, source);
-}
+export type { FluxParams } from './config.ts';
 
 /** Width of the sinusoidal time / guidance embedding (model.py: `timestep_embedding(t, 256)`). */
 export const TIME_EMBED_DIM = 256;
@@ -106,12 +101,13 @@ function shapeOf(t: tf.Tensor): string {
 export class Flux implements FlowModel {
   readonly params: FluxParams;
   readonly pe_embedder: EmbedND;
-  readonly source: WeightSource;
+  readonly weights: CheckpointWeights;
   readonly options: FluxOptions;
-  /** Module prefixes in the order forward() fetches them from the source. */
+  /** Module prefixes in the order forward() fetches them from the weights. */
   readonly moduleOrder: readonly string[];
 
-  constructor(params: FluxParams, source: WeightSource, options: FluxOptions = {}) {
+  /** `weights`: opened for these params (transformer/load.ts `openTransformerWeights`). */
+  constructor(params: FluxParams, weights: CheckpointWeights, options: FluxOptions = {}) {
     this.params = validateFluxParams(params);
     this.moduleOrder = [
       'img_in.', 'time_in.', ...(params.guidanceEmbed ? ['guidance_in.'] : []), 'vector_in.', 'txt_in.',
@@ -120,7 +116,11 @@ export class Flux implements FlowModel {
       'final_layer.',
     ];
     this.pe_embedder = new EmbedND(headDim(params), params.theta, params.axesDim);
-    this.source = source;
+    const spec = fluxParamSpec(this.params);
+    const opened = weights.layout.spec;
+    const other = Object.keys(spec).length !== Object.keys(opened).length || Object.entries(spec).some(([k, s]) => opened[k]?.join() !== s.join());
+    if (other) throw new FluxError('FLUX_OPTION', 'the weights were opened for another transformer config; open them with these params (openTransformerWeights)');
+    this.weights = weights;
     this.options = options;
     const c = options.attentionHeadChunk;
     if (c !== undefined && c !== 'auto' && !(Number.isInteger(c) && c >= 1)) {
@@ -130,17 +130,6 @@ export class Flux implements FlowModel {
     if (b !== undefined && !(Number.isFinite(b) && b > 0)) {
       throw new FluxError('FLUX_OPTION', `attentionBudgetBytes must be a positive number of bytes, got ${b}`);
     }
-  }
-
-  /**
-   * A model holding all its weights in memory. `tensors` in BFL or diffusers names (diffusers are converted by the
-   * key table); checked strictly against the config. Takes ownership of the tensors (`dispose()` frees them).
-   */
-  static fromTensors(params: FluxParams, tensors: Weights, options?: FluxOptions): Flux {
-    validateFluxParams(params);
-    const bfl = toBflTransformerKeys(tensors, params);
-    checkWeights(fluxParamSpec(params), bfl, 'the transformer checkpoint');
-    return new Flux(params, new ResidentWeights(bfl), options);
   }
 
   /** The module after `prefix` in the order forward() runs them (after the last: the first, of the next step). */
@@ -153,14 +142,15 @@ export class Flux implements FlowModel {
     return this.params.guidanceEmbed;
   }
 
+  /** Frees resident weights (streamed ones hold nothing between forwards); the checkpoint stays open. */
   dispose(): void {
-    if (this.source instanceof ResidentWeights) this.source.dispose();
+    this.weights.dispose();
   }
 
-  /** Builds the module under `prefix` from the source, runs `fn` in a tidy, releases the weights. */
+  /** Builds the module under `prefix` from the weights, runs `fn` in a tidy, releases the weights. */
   private async withModule<M, T extends tf.TensorContainer>(prefix: string, build: (w: Weights) => M, fn: (m: M) => T): Promise<T> {
-    const w = await this.source.get(prefix);
-    if (this.source.prefetch) this.source.prefetch(this.moduleAfter(prefix)); // reads overlap this module's compute
+    const w = await this.weights.get(prefix);
+    this.weights.prefetch(this.moduleAfter(prefix)); // reads overlap this module's compute
     try {
       this.options.onModule?.(prefix, 'loaded');
       const m = build(w);
@@ -168,7 +158,7 @@ export class Flux implements FlowModel {
       this.options.onModule?.(prefix, 'ran');
       return out;
     } finally {
-      this.source.release?.(prefix, w);
+      this.weights.release(prefix, w);
     }
   }
 
@@ -206,28 +196,20 @@ export class Flux implements FlowModel {
       return t;
     };
     try {
-      const h = p.hiddenSize;
-      const linearIn = (name: string, inF: number) => (w: Weights) => {
-        checkWeights(linearSpec('', inF, h), w, name);
-        return linearFrom(w, '');
-      };
-      const embedder = (name: string, inF: number) => (w: Weights) => {
-        checkWeights(MLPEmbedder.spec(inF, h), w, name);
-        return new MLPEmbedder(w);
-      };
-      let img = keep(await this.withModule('img_in.', linearIn('img_in', p.inChannels), (m) => m.forward(inputs.img)));
-      let vec = keep(await this.withModule('time_in.', embedder('time_in', TIME_EMBED_DIM),
-        (m) => m.forward(timestepEmbedding(timesteps as tf.Tensor1D, TIME_EMBED_DIM))));
+      const linearIn = (w: Weights) => linearFrom(w, '');
+      const embedder = (w: Weights) => new MLPEmbedder(w);
+      let img = keep(await this.withModule('img_in.', linearIn, (m) => m.forward(inputs.img)));
+      let vec = keep(await this.withModule('time_in.', embedder, (m) => m.forward(timestepEmbedding(timesteps as tf.Tensor1D, TIME_EMBED_DIM))));
       if (p.guidanceEmbed) {
         const prev = vec;
-        vec = keep(await this.withModule('guidance_in.', embedder('guidance_in', TIME_EMBED_DIM),
+        vec = keep(await this.withModule('guidance_in.', embedder,
           (m) => tf.add(prev, m.forward(timestepEmbedding(guidance as tf.Tensor1D, TIME_EMBED_DIM)))));
       }
       {
         const prev = vec;
-        vec = keep(await this.withModule('vector_in.', embedder('vector_in', p.vecInDim), (m) => tf.add(prev, m.forward(y))));
+        vec = keep(await this.withModule('vector_in.', embedder, (m) => tf.add(prev, m.forward(y))));
       }
-      let txt = keep(await this.withModule('txt_in.', linearIn('txt_in', p.contextInDim), (m) => m.forward(inputs.txt)));
+      let txt = keep(await this.withModule('txt_in.', linearIn, (m) => m.forward(inputs.txt)));
 
       const batched = (t: tf.Tensor) => (t.rank === 3 ? t : tf.tile(tf.expandDims(t, 0), [inputs.img.shape[0]!, 1, 1])); // [L,3] -> [B,L,3]
       const ids = keep(tf.tidy(() => tf.concat([batched(txt_ids), batched(img_ids)], 1))); // [B, L_txt + L_img, n_axes]
@@ -241,7 +223,7 @@ export class Flux implements FlowModel {
       const dims = blockDims(p);
       for (let i = 0; i < p.depth; i++) {
         const prefix = `double_blocks.${i}.`;
-        const [imgNext, txtNext] = await this.withModule(prefix, (w) => new DoubleStreamBlock(dims, w, prefix.slice(0, -1)),
+        const [imgNext, txtNext] = await this.withModule(prefix, (w) => new DoubleStreamBlock(dims, w),
           (blk) => blk.forward(img, txt, vec, pe, chunk));
         img.dispose();
         txt.dispose();
@@ -255,12 +237,12 @@ export class Flux implements FlowModel {
       txt.dispose();
       for (let i = 0; i < p.depthSingleBlocks; i++) {
         const prefix = `single_blocks.${i}.`;
-        const next = await this.withModule(prefix, (w) => new SingleStreamBlock(dims, w, prefix.slice(0, -1)), (blk) => blk.forward(x, vec, pe, chunk));
+        const next = await this.withModule(prefix, (w) => new SingleStreamBlock(dims, w), (blk) => blk.forward(x, vec, pe, chunk));
         x.dispose();
         x = keep(next);
       }
       const imgTokens = keep(tf.slice(x, [0, lTxt, 0], [-1, -1, -1])); // x[:, L_txt:]
-      return await this.withModule('final_layer.', (w) => new LastLayer(p.hiddenSize, p.outChannels, w),
+      return await this.withModule('final_layer.', (w) => new LastLayer(w),
         (m) => m.forward(imgTokens, vec) as tf.Tensor3D);
     } finally {
       for (const t of live) if (!t.isDisposed) t.dispose();

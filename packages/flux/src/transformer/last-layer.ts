@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { layerNorm, linearFrom, NORM_EPS, silu, type Linear } from './ops.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /**
  * BFL LastLayer (layers.py:242-253): shift, scale = adaLN_modulation(vec) (shift FIRST; diffusers stores the rows as
- * scale, shift and weights/transformer-keys.ts swaps them); linear((1 + scale) LN(x) + shift).
+ * scale, shift and transformer/keys.ts swaps them); linear((1 + scale) LN(x) + shift).
  */
 export class LastLayer {
   readonly linear: Linear;
@@ -15,8 +15,7 @@ export class LastLayer {
     return { ...linearSpec('linear', hidden, outChannels), ...linearSpec('adaLN_modulation.1', hidden, 2 * hidden) };
   }
 
-  constructor(hidden: number, outChannels: number, w: Weights, where = 'final_layer') {
-    checkWeights(LastLayer.spec(hidden, outChannels), w, where);
+  constructor(w: Weights) {
     this.linear = linearFrom(w, 'linear');
     this.adaLN_modulation = ['silu', linearFrom(w, 'adaLN_modulation.1')];
   }

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { linearFrom, silu, type Linear } from './ops.ts';
-import { linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** BFL MLPEmbedder (layers.py:52-60): in_layer -> SiLU -> out_layer. */
 export class MLPEmbedder {

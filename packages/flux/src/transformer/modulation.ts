@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { linearFrom, silu, type Linear } from './ops.ts';
-import { linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** Each [B, 1, dim]. */
 export interface ModulationOut {
@@ -18,11 +18,13 @@ export class Modulation {
     return linearSpec(`${prefix}.lin`, dim, (double ? 6 : 3) * dim);
   }
 
+  readonly is_double: boolean;
   constructor(
     w: Weights,
     prefix: string,
-    readonly is_double: boolean,
+    is_double: boolean,
   ) {
+    this.is_double = is_double;
     this.lin = linearFrom(w, `${prefix}.lin`);
     this.multiplier = is_double ? 6 : 3;
   }

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { NORM_EPS, rmsNorm } from './ops.ts';
-import type { ParamSpec, Weights } from './weights.ts';
+import { take, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** BFL QKNorm (layers.py:75-84): separate RMSNorm (eps 1e-6, learned scale) for q and k, per head. */
 export class QKNorm {
@@ -12,8 +12,8 @@ export class QKNorm {
   }
 
   constructor(w: Weights, prefix: string) {
-    this.query_norm = { scale: w[`${prefix}.query_norm.scale`] as tf.Tensor1D };
-    this.key_norm = { scale: w[`${prefix}.key_norm.scale`] as tf.Tensor1D };
+    this.query_norm = { scale: take<tf.Tensor1D>(w, `${prefix}.query_norm.scale`) };
+    this.key_norm = { scale: take<tf.Tensor1D>(w, `${prefix}.key_norm.scale`) };
   }
 
   // q, k [B, H, L, D] -> normalised q, k

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attention, linearFrom, type Linear, type Rope } from './ops.ts';
 import { QKNorm } from './qk-norm.ts';
-import { linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /** "B L (K H D) -> K B H L D" with K = 3: qkv [B, L, 3*H*D] -> q, k, v [B, H, L, D]. */
 export function splitQkv(qkv: tf.Tensor, numHeads: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
@@ -29,11 +29,13 @@ export class SelfAttention {
     };
   }
 
+  readonly num_heads: number;
   constructor(
     w: Weights,
     prefix: string,
-    readonly num_heads: number,
+    num_heads: number,
   ) {
+    this.num_heads = num_heads;
     this.qkv = linearFrom(w, `${prefix}.qkv`);
     this.norm = new QKNorm(w, `${prefix}.norm`);
     this.proj = linearFrom(w, `${prefix}.proj`);

@@ -4,7 +4,7 @@ import { Modulation, modulate } from './modulation.ts';
 import { attention, geluTanh, layerNorm, linearFrom, NORM_EPS, type Linear, type Rope } from './ops.ts';
 import { QKNorm } from './qk-norm.ts';
 import { splitQkv } from './self-attention.ts';
-import { checkWeights, linearSpec, type ParamSpec, type Weights } from './weights.ts';
+import { linearSpec, type ParamSpec, type Weights } from '../weights/spec.ts';
 
 /**
  * BFL SingleStreamBlock (layers.py:194-239): one stream over [txt; img] with fused linear1 (qkv | mlp in) and
@@ -28,12 +28,12 @@ export class SingleStreamBlock {
     };
   }
 
+  readonly dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>;
   constructor(
-    readonly dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>,
+    dims: Pick<BlockDims, 'hidden_size' | 'num_heads' | 'mlp_ratio'>,
     w: Weights,
-    where = 'single block',
   ) {
-    checkWeights(SingleStreamBlock.spec(dims), w, where);
+    this.dims = dims;
     this.linear1 = linearFrom(w, 'linear1');
     this.linear2 = linearFrom(w, 'linear2');
     this.norm = new QKNorm(w, 'norm');

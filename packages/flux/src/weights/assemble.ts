@@ -1,13 +1,12 @@
 /**
- * Host-side assembly of one weight for the streamed transformer: raw checkpoint bytes (any float dtype) decoded
+ * The host stage of the weight executor (weights/executor.ts): raw checkpoint bytes (any float dtype) decoded
  * straight into the float32 layout the model computes with, in one pass and one output buffer:
- *   - the rows of several checkpoint tensors concatenated, or the two row halves of one swapped (the diffusers ->
- *     BFL key rules, weights/transformer-keys.ts);
+ *   - the rows of several checkpoint tensors concatenated, or the two row halves of one swapped (a rule's row op,
+ *     weights/layout.ts);
  *   - a Linear weight ([out, in] in the checkpoint) transposed to [in, out], so `x W` is a plain matMul.
- * The streamed path does this for every block of every step (12B values per step at full size), so it runs on the
- * host with no device ops: a device transpose plus concat cost 4-5x the disk read (bench: `pnpm bench stream`).
- * The values are exactly those of decoding, concatenating and transposing separately (pure data movement; fp8
- * scales apply as `fround(x * scale)`, as weights/checkpoint readers do).
+ * Streamed weights go through this for every block of every step (12B values per step at full size), so it runs on
+ * the host with no device ops (`pnpm bench stream` measures it; README, Performance). The values are exactly those of
+ * decoding, concatenating and transposing separately (pure data movement; fp8 scales apply as `fround(x * scale)`).
  */
 import { DTYPE_SIZES, f16LookupTable, f8e4m3LookupTable, f8e5m2LookupTable, toFloat32, type Dtype } from './dtypes.ts';
 
@@ -113,7 +112,7 @@ function decode(p: RawTensor, out?: Float32Array): Float32Array {
 
 /**
  * dst[c * stride + at + (r - from)] = bits(src[r * cols + c]) for rows [from, to), in 64 x 64 blocks with the
- * writes innermost and contiguous (2x faster in V8 than strided writes: 2.4 vs 5.1 ns per value).
+ * writes innermost and contiguous (faster in V8 than strided writes).
  */
 function transposeSegment(b: Bits, cols: number, from: number, to: number, dst: Uint32Array, stride: number, at: number): void {
   for (let r0 = from; r0 < to; r0 += BLOCK) {

@@ -7,7 +7,8 @@
  * sized by the file, and reads each tensor's byte range on demand. `parseHeader` is the single
  * validation path, shared by the file reader and the in-memory `decodeSafetensors`.
  */
-import { open, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { FluxError } from '@flux-ts/core';
 import {
@@ -296,10 +297,11 @@ async function readExactly(fh: FileHandle, into: Uint8Array, position: number, p
   }
 }
 
-async function statFile(path: string, expected: string): Promise<number> {
+/** The size of the regular file at `path`, or a SafetensorsError saying what is there instead. */
+function statFile(path: string, expected: string): number {
   let s;
   try {
-    s = await stat(path);
+    s = statSync(path);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -351,8 +353,8 @@ export class SafetensorsFile {
     this.fileSize = fileSize;
   }
 
-  static async open(path: string): Promise<SafetensorsFile> {
-    const fileSize = await statFile(path, 'a .safetensors file');
+  /** Reads and validates the header, then keeps the file open for tensor reads. */
+  static async open(path: string, header: ParsedHeader = SafetensorsFile.readHeaderSync(path)): Promise<SafetensorsFile> {
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -360,18 +362,38 @@ export class SafetensorsFile {
       const code = (cause as NodeJS.ErrnoException).code;
       throw new SafetensorsError(path, `cannot open (${code ?? String(cause)})`, { code: 'SAFETENSORS_IO', cause });
     }
+    return new SafetensorsFile(path, fh, header, header.dataStart + header.dataLength);
+  }
+
+  /**
+   * The header alone (8-byte length, JSON, validated before anything sized by the file is allocated), read
+   * synchronously: model discovery reads every component's header this way, in milliseconds.
+   */
+  static readHeaderSync(path: string): ParsedHeader {
+    const fileSize = statFile(path, 'a .safetensors file');
+    let fd: number;
     try {
+      fd = openSync(path, 'r');
+    } catch (cause) {
+      throw new SafetensorsError(path, `cannot open (${(cause as NodeJS.ErrnoException).code ?? String(cause)})`, { code: 'SAFETENSORS_IO', cause });
+    }
+    try {
+      const read = (into: Uint8Array, position: number, what: string) => {
+        let done = 0;
+        while (done < into.byteLength) {
+          const n = readSync(fd, into, done, Math.min(READ_CHUNK, into.byteLength - done), position + done);
+          if (n === 0) throw new SafetensorsError(path, `file ended while reading ${what}; was it truncated?`, { code: 'SAFETENSORS_TRUNCATED' });
+          done += n;
+        }
+      };
       const prefix = new Uint8Array(Math.min(8, fileSize));
-      await readExactly(fh, prefix, 0, path, 'the header length');
-      const n = parseHeaderLength(prefix, fileSize, path); // validated: n <= 100 MB and within the file
+      read(prefix, 0, 'the header length');
+      const n = parseHeaderLength(prefix, fileSize, path);
       const json = new Uint8Array(n);
-      await readExactly(fh, json, 8, path, 'the header');
-      const header = parseHeaderJson(json, fileSize, path);
-      return new SafetensorsFile(path, fh, header, fileSize);
-    } catch (e) {
-      await fh.close().catch(() => undefined);
-      if (e instanceof SafetensorsError) throw e;
-      throw new SafetensorsError(path, `cannot read header (${e instanceof Error ? e.message : String(e)})`, { code: 'SAFETENSORS_IO', cause: e });
+      read(json, 8, 'the header');
+      return parseHeaderJson(json, fileSize, path);
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -388,16 +410,25 @@ export class SafetensorsFile {
   /** Raw little-endian bytes of a tensor, in a fresh (8-byte aligned) buffer. */
   async readBytes(name: string): Promise<Uint8Array> {
     const t = this.info(name);
+    return this.readRange(name, 0, t.dataOffsets[1] - t.dataOffsets[0]);
+  }
+
+  /** Bytes [begin, end) of a tensor's data (e.g. a few rows of an embedding table), in a fresh buffer. */
+  async readRange(name: string, begin: number, end: number): Promise<Uint8Array> {
+    const t = this.info(name);
     const fh = this.#fh;
     if (!fh) throw new SafetensorsError(this.path, 'file is closed', { tensor: name, code: 'SAFETENSORS_CLOSED' });
-    const [begin, end] = t.dataOffsets;
+    const size = t.dataOffsets[1] - t.dataOffsets[0];
+    if (!(Number.isSafeInteger(begin) && Number.isSafeInteger(end) && 0 <= begin && begin <= end && end <= size)) {
+      throw new RangeError(`${this.path}: bytes [${begin}, ${end}) are outside tensor ${JSON.stringify(name)} (${size} bytes)`);
+    }
     const len = end - begin;
     if (len > bufferConstants.MAX_LENGTH) {
       throw new SafetensorsError(this.path, `tensor is ${len} bytes, larger than the ${bufferConstants.MAX_LENGTH}-byte maximum buffer of this Node.js`, { tensor: name });
     }
     const out = new Uint8Array(len);
     try {
-      await readExactly(fh, out, this.dataStart + begin, this.path, `tensor ${JSON.stringify(name)}`);
+      await readExactly(fh, out, this.dataStart + t.dataOffsets[0] + begin, this.path, `tensor ${JSON.stringify(name)}`);
     } catch (e) {
       if (e instanceof SafetensorsError) throw e;
       throw new SafetensorsError(this.path, `read failed (${e instanceof Error ? e.message : String(e)})`, { tensor: name, code: 'SAFETENSORS_IO', cause: e });
