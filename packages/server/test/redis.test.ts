@@ -212,6 +212,7 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
       expect(doomed.body.request_id).toBe(`doomed-${prefix}`);
       await expect.poll(() => w3!.started.length, { timeout: 10_000 }).toBe(1);
       kill(w3.proc);
+      const first = w3;
       const w4 = spawnWorker(redis.url, prefix);
       w3 = w4;
       await expect.poll(() => w4.started.length, { timeout: 15_000 }).toBe(1);
@@ -220,6 +221,7 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
       w3 = w5;
       await hook.waitFor(() => hook.delivered().length === 4);
       const failed: JobStatus = await getJson(`${base}/v1/inference/requests/doomed-${prefix}`);
+      if (failed.status !== 'failed') console.log(`doomed job ${JSON.stringify(failed).slice(0, 300)}\nw3:\n${first.log()}\nw4:\n${w4.log()}\nw5:\n${w5.log()}`);
       expect(failed.status).toBe('failed');
       expect(failed.error?.type).toBe('worker_lost');
       expect(String(failed.error?.message)).toMatch(/worker stopped/);
