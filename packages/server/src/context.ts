@@ -66,7 +66,6 @@ export function makeSubmit(ctx: Omit<ServerContext, 'submit' | 'app'>): Submit {
     const { done } = await ctx.queue.enqueue(id, { model, request, image });
     req.log.info(
       {
-        reqId: id,
         model,
         width: request.width,
         height: request.height,
