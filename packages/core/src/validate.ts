@@ -76,7 +76,13 @@ export interface InferenceRequest {
   /** Input image for image-to-image: a data URI, a bare base64 string, or bytes; decoded by the pipeline. */
   image?: string | Uint8Array;
   webhook?: string;
+  /** Which webhook events to send: `start` (the job began running), `completed` (default: only this). */
+  webhook_events_filter?: WebhookEventName[];
 }
+
+/** The webhook events a request can ask for. */
+export const WEBHOOK_EVENT_NAMES = Object.freeze(['start', 'completed'] as const);
+export type WebhookEventName = (typeof WEBHOOK_EVENT_NAMES)[number];
 
 export interface ParseOptions {
   /** 'json' (default): strict types. 'form': strings from multipart / urlencoded bodies are converted. */
@@ -90,7 +96,7 @@ export interface ParseOptions {
 // ---------------------------------------------------------------------------------------------------------
 // Field table: the single source of the schema, the messages and the docs.
 
-type Coerce = 'number' | 'boolean' | 'string';
+type Coerce = 'number' | 'boolean' | 'string' | 'list';
 
 interface FieldSpec {
   readonly type: string;
@@ -100,6 +106,8 @@ interface FieldSpec {
   readonly description: string;
   readonly coerce: Coerce;
   readonly schema: z.ZodTypeAny;
+  /** What a refinement allows, for the JSON Schema (a refinement itself cannot be read back out of zod). */
+  readonly enum?: readonly (number | string)[];
 }
 
 const SIZES_TEXT = `one of ${ALLOWED_SIZES.join(', ')}`;
@@ -202,6 +210,7 @@ const FIELDS = {
     description: 'Image width in pixels.',
     coerce: 'number',
     schema: sizeField.optional(),
+    enum: ALLOWED_SIZES,
   },
   height: {
     type: 'integer',
@@ -211,6 +220,7 @@ const FIELDS = {
     description: 'Image height in pixels.',
     coerce: 'number',
     schema: sizeField.optional(),
+    enum: ALLOWED_SIZES,
   },
   seed: {
     type: 'integer',
@@ -268,6 +278,19 @@ const FIELDS = {
     coerce: 'string',
     schema: webhookField.nullish(),
   },
+  webhook_events_filter: {
+    type: 'string[]',
+    required: false,
+    default: '["completed"]',
+    allowed: `a list of ${WEBHOOK_EVENT_NAMES.join(', ')} (a form field: comma separated), or null`,
+    description: 'Which webhook events to send: `start` when the job begins running, `completed` when it ends.',
+    coerce: 'list',
+    schema: z
+      .array(z.enum(WEBHOOK_EVENT_NAMES, { errorMap: () => ({ message: `each entry must be one of ${WEBHOOK_EVENT_NAMES.join(', ')}` }) }))
+      .min(1, { message: 'must name at least one event' })
+      .max(WEBHOOK_EVENT_NAMES.length, { message: `must list at most ${WEBHOOK_EVENT_NAMES.length} events` })
+      .nullish(),
+  },
 } satisfies Record<string, FieldSpec>;
 
 export type RequestField = keyof typeof FIELDS;
@@ -287,13 +310,26 @@ export interface RequestFieldDoc {
   default: string;
   allowed: string;
   description: string;
+  /** The zod schema of the field (the OpenAPI document is generated from it). */
+  schema: z.ZodTypeAny;
+  /** The values a refinement allows, when it allows a set (sizes). */
+  enum?: readonly (number | string)[];
 }
 
 /** One row per request field, in schema order: the README "Parameters" table. */
 export function describeRequestFields(): RequestFieldDoc[] {
   return REQUEST_FIELDS.map((name) => {
     const f: FieldSpec = FIELDS[name];
-    return { name, type: f.type, required: f.required, default: f.default, allowed: f.allowed, description: f.description };
+    return {
+      name,
+      type: f.type,
+      required: f.required,
+      default: f.default,
+      allowed: f.allowed,
+      description: f.description,
+      schema: f.schema,
+      ...(f.enum ? { enum: f.enum } : {}),
+    };
   });
 }
 
@@ -334,6 +370,8 @@ function typeMessage(spec: FieldSpec, given: unknown): string {
       return 'must be a number';
     case 'boolean':
       return 'must be true or false';
+    case 'string[]':
+      return 'must be a list of strings';
     default:
       return `must be a ${spec.type}`;
   }
@@ -354,6 +392,7 @@ function coerceForm(body: Record<string, unknown>): Record<string, unknown> {
     if (s === '' && !spec.required) continue; // an empty form field means "not given"
     if (spec.coerce === 'number') out[k] = NUMBER_TEXT.test(s) ? Number(s) : v;
     else if (spec.coerce === 'boolean') out[k] = /^true$/i.test(s) ? true : /^false$/i.test(s) ? false : v;
+    else if (spec.coerce === 'list') out[k] = s.split(/[\s,]+/).filter(Boolean);
     else out[k] = v;
   }
   return out;
@@ -406,6 +445,7 @@ export function parseInferenceRequest(body: unknown, opts: ParseOptions = {}): I
   if (v.use_compel !== undefined) out.use_compel = v.use_compel;
   if (v.image != null) out.image = v.image;
   if (v.webhook != null) out.webhook = v.webhook;
+  if (v.webhook_events_filter != null) out.webhook_events_filter = [...new Set(v.webhook_events_filter)];
   return out;
 }
 

@@ -1,12 +1,23 @@
 /**
- * Jobs: the `JobQueue` interface (enqueue, status, cancel, events) and the default in-process implementation.
+ * Jobs: the `JobQueue` interface (enqueue, status, cancel, events, webhooks) and the default in-process
+ * implementation.
  *
- * The queue holds plain job data (model id + validated request) and calls ONE worker function per job, so a later
- * implementation can keep the data in Redis/BullMQ and run the same worker in another process. The in-process
- * queue runs one job at a time per model ("lane") with a bounded FIFO of waiting jobs in front; a full lane
- * refuses with `QueueFullError` (the server answers 429 with Retry-After).
+ * The queue holds plain job data (model id + validated request) and calls ONE worker function per job (job-worker.ts);
+ * the Redis queue (redis-queue.ts) keeps the data in BullMQ and runs the same worker in other processes. Both share
+ * the job core (job-core.ts: waiters, listeners, terminal events). The in-process queue runs one job at a time per
+ * model ("lane") with a bounded FIFO of waiting jobs in front; a full lane refuses with `QueueFullError` (the
+ * server answers 429 with Retry-After). It keeps its jobs in a `JobStore`: in memory, or the SQLite journal
+ * (journal.ts), from which a restarted server takes up queued jobs, retries (or fails) interrupted ones and delivers
+ * the webhooks still owed.
  */
 import { FluxError, type InferenceRequest } from '@flux-ts/core';
+import { JobTracker, cancelledError, isTerminal, toJobError } from './job-core.ts';
+import { MemoryJobStore, type JobStore, type StoredJob } from './job-store.ts';
+import { Outbox, type OutboxOptions, type WebhookOutbox } from './outbox.ts';
+import { deliveryFor } from './webhook-payloads.ts';
+import type { Delivery, WebhookSender } from './webhook.ts';
+
+export type { WebhookOutbox } from './outbox.ts';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -78,10 +89,19 @@ export interface JobQueue {
   /** Stops accepting; cancels waiting and running jobs when `cancel`, else lets them finish. Resolves when idle. */
   close(opts?: { cancel?: boolean }): Promise<void>;
   /**
-   * Shared queues only: webhook jobs whose server went away (a restart) finish on another server, which delivers
-   * their webhook through `deliver` (the queue makes sure exactly one server does).
+   * Starts delivering the webhooks the queue's jobs owe (the queue records them with the job's state changes, so
+   * none is lost): through `sender`, retried on `opts.schedule`.
    */
-  adoptWebhooks?(deliver: (status: JobStatus, url: string) => Promise<void>): void;
+  startWebhooks(sender: WebhookSender, opts: OutboxOptions): WebhookOutbox;
+  /** Lets go of the store (the journal, the Redis connections): after `close` and the webhooks' flush. */
+  closeStore(): void | Promise<void>;
+}
+
+export class DuplicateJobError extends FluxError {
+  constructor(id: string) {
+    super('duplicate_request_id', `a job with id ${id} already exists; send another X-Request-Id (or none)`);
+    this.name = 'DuplicateJobError';
+  }
 }
 
 export class QueueFullError extends FluxError {
@@ -105,9 +125,6 @@ interface Job {
   data: JobData;
   status: JobStatus;
   controller: AbortController;
-  listeners: Set<(e: JobEvent) => void>;
-  resolve: (s: JobStatus) => void;
-  done: Promise<JobStatus>;
 }
 
 interface Lane {
@@ -121,10 +138,16 @@ export interface InProcessQueueOptions {
   worker: Worker;
   /** Waiting jobs per model before 429 (default 16). */
   maxQueued?: number;
-  /** Finished jobs kept for status look-ups (default 1000, oldest dropped first). */
+  /** Where jobs and owed webhooks are kept (default: in memory; `SqliteJobStore` for the journal). */
+  store?: JobStore;
+  /** Finished jobs kept for status look-ups without a store given (default 1000, oldest dropped first). */
   keepFinished?: number;
-  /** Bytes of finished jobs' results (PNG data URIs) kept for look-ups (default 256 MiB, oldest dropped first). */
+  /** Bytes of finished jobs' results kept without a store given (default 256 MiB, oldest dropped first). */
   keepFinishedBytes?: number;
+  /** How long a finished job's status and result stay available, in seconds (default 3600). */
+  resultTtlS?: number;
+  /** Times a job is started in all; a job interrupted (a crash) that often fails with `interrupted` (default 2). */
+  maxAttempts?: number;
   /** Called on every state change (metrics, logs). */
   onChange?: (job: JobStatus, previous: JobState | undefined) => void;
 }
@@ -132,23 +155,62 @@ export interface InProcessQueueOptions {
 export class InProcessJobQueue implements JobQueue {
   private readonly worker: Worker;
   private readonly maxQueued: number;
-  private readonly keepFinished: number;
-  private readonly keepFinishedBytes: number;
-  private readonly onChange?: InProcessQueueOptions['onChange'];
+  private readonly resultTtlMs: number;
+  private readonly maxAttempts: number;
+  readonly store: JobStore;
+  private readonly tracker: JobTracker;
+  /** Queued and running jobs. */
   private readonly jobs = new Map<string, Job>();
-  /** Finished job ids, oldest first, with the size of each one's result. */
-  private readonly finished: { id: string; bytes: number }[] = [];
-  private finishedBytes = 0;
   private readonly lanes = new Map<string, Lane>();
   private closed = false;
   private idleWaiters: (() => void)[] = [];
+  private outbox?: WebhookOutbox;
+  private readonly pruner: NodeJS.Timeout;
 
   constructor(opts: InProcessQueueOptions) {
     this.worker = opts.worker;
     this.maxQueued = opts.maxQueued ?? 16;
-    this.keepFinished = opts.keepFinished ?? 1000;
-    this.keepFinishedBytes = opts.keepFinishedBytes ?? 256 * 1024 * 1024;
-    this.onChange = opts.onChange;
+    this.resultTtlMs = (opts.resultTtlS ?? 3600) * 1000;
+    this.maxAttempts = opts.maxAttempts ?? 2;
+    this.store = opts.store ?? new MemoryJobStore({ keepFinished: opts.keepFinished, keepFinishedBytes: opts.keepFinishedBytes });
+    this.tracker = new JobTracker(opts.onChange);
+    this.pruner = setInterval(() => this.store.prune(Date.now()), Math.min(60_000, Math.max(1000, this.resultTtlMs / 4)));
+    this.pruner.unref();
+    this.recover();
+  }
+
+  /** Jobs a previous process left (the journal): queued ones wait again, interrupted ones are retried or failed. */
+  private recover(): void {
+    for (const stored of this.store.unfinished()) {
+      const job = this.adopt(stored);
+      if (stored.state === 'running') {
+        if (stored.attempts >= this.maxAttempts) {
+          this.jobs.delete(job.id);
+          const n = stored.attempts;
+          this.settle(job, 'failed', {
+            error: {
+              type: 'interrupted',
+              message: `the server stopped (crash or kill) while this job ran, ${n} time${n === 1 ? '' : 's'}; it is not retried again. Resubmit it, and check the server's log and memory`,
+            },
+          }, 'running');
+          continue;
+        }
+        this.store.requeue(job.id);
+      }
+      this.lane(job.data.model).waiting.push(job);
+    }
+    for (const model of this.lanes.keys()) queueMicrotask(() => this.pump(model));
+  }
+
+  private adopt(stored: StoredJob): Job {
+    const job: Job = {
+      id: stored.id,
+      data: stored.data,
+      status: { request_id: stored.id, model: stored.data.model, status: 'queued', created_at: stored.created_at },
+      controller: new AbortController(),
+    };
+    this.jobs.set(job.id, job);
+    return job;
   }
 
   private lane(model: string): Lane {
@@ -159,34 +221,28 @@ export class InProcessJobQueue implements JobQueue {
 
   enqueue(id: string, data: JobData): { done: Promise<JobStatus> } {
     if (this.closed) throw new QueueClosedError();
-    if (this.jobs.has(id)) throw new FluxError('duplicate_job', `a job with id ${id} exists`);
+    if (this.jobs.has(id) || this.store.has(id)) throw new DuplicateJobError(id);
     const lane = this.lane(data.model);
     if (lane.waiting.length >= this.maxQueued) {
       const avg = lane.recentMs.length ? lane.recentMs.reduce((a, b) => a + b, 0) / lane.recentMs.length : 1000;
       throw new QueueFullError(data.model, this.maxQueued, Math.max(1, Math.ceil((avg * (lane.waiting.length + 1)) / 1000)));
     }
-    let resolve!: (s: JobStatus) => void;
-    const done = new Promise<JobStatus>((r) => (resolve = r));
-    const job: Job = {
-      id,
-      data,
-      status: { request_id: id, model: data.model, status: 'queued', created_at: new Date().toISOString() },
-      controller: new AbortController(),
-      listeners: new Set(),
-      resolve,
-      done,
-    };
-    this.jobs.set(id, job);
+    const created_at = new Date().toISOString();
+    this.store.insert({ id, data, state: 'queued', attempts: 0, created_at }); // written before the client hears "accepted"
+    const job = this.adopt({ id, data, state: 'queued', attempts: 0, created_at });
+    const done = this.tracker.done(id);
     lane.waiting.push(job);
-    this.onChange?.(job.status, undefined);
-    this.emit(job, { type: 'queued', request_id: id, queue_position: lane.waiting.length - 1 + (lane.running ? 1 : 0) });
+    this.tracker.transition(job.status, undefined, lane.waiting.length - 1 + (lane.running ? 1 : 0));
     queueMicrotask(() => this.pump(data.model));
     return { done };
   }
 
   get(id: string): JobStatus | undefined {
     const job = this.jobs.get(id);
-    if (!job) return undefined;
+    if (!job) {
+      const f = this.store.finished(id);
+      return f ? { ...f } : undefined;
+    }
     const s = { ...job.status };
     if (s.status === 'queued') {
       const lane = this.lane(job.data.model);
@@ -201,21 +257,18 @@ export class InProcessJobQueue implements JobQueue {
     if (job.status.status === 'queued') {
       const lane = this.lane(job.data.model);
       lane.waiting.splice(lane.waiting.indexOf(job), 1);
-      this.finish(job, 'cancelled', { error: { type: 'cancelled', message: reason } });
+      this.jobs.delete(id);
+      this.settle(job, 'cancelled', { error: { type: 'cancelled', message: reason } }, 'queued');
+      this.idleCheck();
       return true;
     }
-    if (job.status.status === 'running') {
-      job.controller.abort(new FluxError('aborted', reason));
-      return true;
-    }
-    return false;
+    job.controller.abort(new FluxError('aborted', reason));
+    return true;
   }
 
   subscribe(id: string, listener: (e: JobEvent) => void): () => void {
-    const job = this.jobs.get(id);
-    if (!job) return () => {};
-    job.listeners.add(listener);
-    return () => job.listeners.delete(listener);
+    if (!this.jobs.has(id)) return () => {};
+    return this.tracker.subscribe(id, listener);
   }
 
   depth(model?: string): number {
@@ -232,6 +285,15 @@ export class InProcessJobQueue implements JobQueue {
     return n;
   }
 
+  startWebhooks(sender: WebhookSender, opts: OutboxOptions): WebhookOutbox {
+    this.outbox = new Outbox(this.store, sender, opts, () => {
+      let n = 0;
+      for (const j of this.jobs.values()) if (j.data.request.webhook !== undefined && !isTerminal(j.status.status)) n++;
+      return n;
+    });
+    return this.outbox;
+  }
+
   async close(opts: { cancel?: boolean } = {}): Promise<void> {
     this.closed = true;
     if (opts.cancel) {
@@ -240,75 +302,60 @@ export class InProcessJobQueue implements JobQueue {
         if (lane.running) this.cancel(lane.running.id, 'cancelled: the server is shutting down');
       }
     }
-    if (this.depth() + this.running() === 0) return;
-    await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.depth() + this.running() > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    clearInterval(this.pruner);
   }
 
-  private emit(job: Job, e: JobEvent): void {
-    for (const l of [...job.listeners]) {
-      try {
-        l(e);
-      } catch {
-        // a listener's failure (a closed socket) must not stop the job
-      }
-    }
+  /** Closes the store (after `close` and the webhooks' flush). */
+  closeStore(): void {
+    this.store.close();
   }
 
-  private finish(job: Job, state: 'succeeded' | 'failed' | 'cancelled', extra: { result?: JobResult; error?: JobError }): void {
-    const previous = job.status.status;
+  private idleCheck(): void {
+    if (this.depth() + this.running() === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** The terminal change: recorded with the webhook it owes (one store call), then announced. */
+  private settle(job: Job, state: 'succeeded' | 'failed' | 'cancelled', extra: { result?: JobResult; error?: JobError }, previous: JobState): void {
     job.status = { ...job.status, status: state, finished_at: new Date().toISOString(), ...extra };
     delete job.status.queue_position;
-    delete job.data.image; // free the decoded input
-    this.onChange?.(job.status, previous);
-    if (state === 'succeeded') this.emit(job, { type: 'succeeded', request_id: job.id, result: extra.result! });
-    else if (state === 'failed') this.emit(job, { type: 'failed', request_id: job.id, error: extra.error! });
-    else this.emit(job, { type: 'cancelled', request_id: job.id });
-    job.listeners.clear();
-    job.resolve({ ...job.status });
-    const bytes = extra.result ? resultBytes(extra.result) : 0;
-    this.finished.push({ id: job.id, bytes });
-    this.finishedBytes += bytes;
-    while (this.finished.length > this.keepFinished || (this.finishedBytes > this.keepFinishedBytes && this.finished.length > 0)) {
-      const old = this.finished.shift()!;
-      this.finishedBytes -= old.bytes;
-      this.jobs.delete(old.id);
-    }
+    delete job.data.image; // free the input file
+    const hook = deliveryFor(job.data.request, job.status, 'completed');
+    this.store.finish(job.status, hook ? [hook] : [], Date.now() + this.resultTtlMs);
+    this.tracker.finish(job.status, previous);
+    this.outbox?.kick(); // also wakes a flush waiting for this job's webhook
   }
 
   private pump(model: string): void {
     const lane = this.lane(model);
     if (lane.running) return;
     const job = lane.waiting.shift();
-    if (!job) {
-      if (this.depth() + this.running() === 0) for (const w of this.idleWaiters.splice(0)) w();
-      return;
-    }
+    if (!job) return this.idleCheck();
     lane.running = job;
     job.status = { ...job.status, status: 'running', started_at: new Date().toISOString() };
-    this.onChange?.(job.status, 'queued');
-    this.emit(job, { type: 'running', request_id: job.id });
+    const start: Delivery | undefined = deliveryFor(job.data.request, job.status, 'start');
+    this.store.started(job.id, job.status.started_at!, start ? [start] : []);
+    this.tracker.transition(job.status, 'queued');
+    if (start) this.outbox?.kick();
     const t0 = performance.now();
     const ctx: WorkerContext = {
       signal: job.controller.signal,
       progress: (step, total) => {
         job.status = { ...job.status, step, total_steps: total };
-        this.emit(job, { type: 'step', request_id: job.id, step, total_steps: total });
+        this.tracker.step(job.id, step, total);
       },
     };
     Promise.resolve()
       .then(() => this.worker(job.id, job.data, ctx))
       .then(
-        (result) => this.finish(job, 'succeeded', { result }),
+        (result) => this.settle(job, 'succeeded', { result }, 'running'),
         (err: unknown) => {
-          if (job.controller.signal.aborted) {
-            const reason = job.controller.signal.reason;
-            this.finish(job, 'cancelled', { error: { type: 'cancelled', message: reason instanceof Error ? reason.message : 'cancelled' } });
-          } else {
-            this.finish(job, 'failed', { error: toJobError(err) });
-          }
+          if (job.controller.signal.aborted) this.settle(job, 'cancelled', { error: cancelledError(job.controller.signal.reason) }, 'running');
+          else this.settle(job, 'failed', { error: toJobError(err) }, 'running');
         },
       )
       .finally(() => {
+        this.jobs.delete(job.id);
         lane.recentMs.push(performance.now() - t0);
         if (lane.recentMs.length > 8) lane.recentMs.shift();
         lane.running = null;
@@ -317,14 +364,4 @@ export class InProcessJobQueue implements JobQueue {
   }
 }
 
-/** The size of a result as kept in memory: its image strings (data URIs) dominate. */
-function resultBytes(result: JobResult): number {
-  const images = result.images;
-  return Array.isArray(images) ? images.reduce((n: number, i) => n + (typeof i === 'string' ? i.length : 0), 0) : 0;
-}
-
-/** A job failure as the API reports it: user errors keep their message, anything else is generic. */
-export function toJobError(err: unknown): JobError {
-  if (err instanceof FluxError) return { type: err.code, message: err.message };
-  return { type: 'internal_error', message: 'the generation failed with an internal error (see the server log)' };
-}
+export { toJobError } from './job-core.ts';

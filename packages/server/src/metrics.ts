@@ -19,7 +19,7 @@ export class ServerMetrics {
       name: 'flux_job_runtime_seconds',
       help: 'Generation time of succeeded jobs (from start to result)',
       labelNames: ['model'],
-      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
       registers,
     });
     this.responses = new Counter({ name: 'flux_http_responses_total', help: 'HTTP responses by route and status code', labelNames: ['route', 'code'], registers });

@@ -5,17 +5,21 @@
  * channel `<prefix>:cancel` (and the key `<prefix>:cancel:<id>` for jobs cancelled before they started) and abort
  * the job's signal, which the pipeline checks between steps.
  *
- * Test-only knob: FLUX_WORKER_STEP_DELAY_MS=N sleeps N ms after each denoising step (so tests can kill a worker
- * mid-job with a model that otherwise finishes in 0.1 s). Never set it in production.
+ * Webhooks: the worker adds the job's `start` delivery when it begins and its `completed` delivery before it
+ * reports the job done (redis-outbox.ts; a re-run after a crash adds nothing twice). It never delivers them itself
+ * (the servers hold the secret) and never loads the HTTP server.
  */
 import { hostname } from 'node:os';
 import { FluxError } from '@flux-ts/core';
-import { UnrecoverableError, Worker as BullWorker, type Job as BullJob } from 'bullmq';
+import { Queue, UnrecoverableError, Worker as BullWorker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Generator } from './generator.ts';
-import { toJobError, type JobResult } from './job-queue.ts';
-import { DEFAULT_PREFIX, connectRedis, redisOptions, withTimeout, encodeJobError, fromStoredData, redisKeys, type StoredJobData, type StoredReturn } from './redis-queue.ts';
-import { createJobWorker } from './server.ts';
+import { cancelledError, toJobError } from './job-core.ts';
+import type { JobError, JobResult, JobStatus } from './job-queue.ts';
+import { createJobWorker } from './job-worker.ts';
+import { addDeliveries, webhookQueueName } from './redis-outbox.ts';
+import { DEFAULT_PREFIX, connectRedis, redisOptions, withTimeout, encodeJobError, fromStoredData, redisKeys, type StoredJobData, type StoredReturn } from './redis-util.ts';
+import { deliveryFor } from './webhook-payloads.ts';
 
 export interface RedisWorkerOptions {
   url: string;
@@ -30,11 +34,9 @@ export interface RedisWorkerOptions {
   stalledIntervalMs?: number;
   /** Times a job may lose its worker before it fails (default 1). Give all workers the same value. */
   maxStalledCount?: number;
-  /** Seconds a result waits in Redis for its server (default 3600). */
+  /** Seconds a result is kept in Redis for status look-ups (default 3600; the servers' --result-ttl). */
   resultTtlS?: number;
   costPerImage?: number;
-  /** Test-only: sleep after each step (also FLUX_WORKER_STEP_DELAY_MS). */
-  stepDelayMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -49,8 +51,6 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
   const keys = redisKeys(prefix);
   const log = opts.log ?? (() => {});
   const resultTtlS = opts.resultTtlS ?? 3600;
-  const envDelay = Number(process.env.FLUX_WORKER_STEP_DELAY_MS ?? 0);
-  const stepDelayMs = opts.stepDelayMs ?? (Number.isFinite(envDelay) && envDelay > 0 ? envDelay : 0);
   const name = `${hostname()}:${process.pid}`;
   const run = createJobWorker(opts.generators, {
     costPerImage: opts.costPerImage,
@@ -58,6 +58,14 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
   });
 
   const redis = await connectRedis(opts.url);
+  const hooks = new Queue(webhookQueueName(prefix), { connection: redisOptions(opts.url) });
+  hooks.on('error', () => {});
+  const deliveryKeepS = resultTtlS + 86_400;
+  /** Adds a webhook delivery the job's request asked for (once, however often this runs). */
+  const owe = async (data: StoredJobData, status: JobStatus, event: 'start' | 'completed') => {
+    const d = deliveryFor(data.request, status, event);
+    if (d) await addDeliveries(hooks, [d], { keepS: deliveryKeepS });
+  };
   const sub = new Redis(redisOptions(opts.url));
   sub.on('error', () => {});
   const active = new Map<string, AbortController>();
@@ -77,36 +85,33 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
     active.set(id, controller);
     const t0 = performance.now();
     log(`job ${id} started (attempt ${job.attemptsStarted}, stalled ${job.stalledCounter ?? 0} time(s) before)`);
+    const stored = job.data as StoredJobData;
+    const base: JobStatus = { request_id: id, model: stored.model, status: 'running', created_at: new Date(job.timestamp).toISOString(), started_at: new Date().toISOString() };
+    let result: JobResult;
     try {
       const cancelled = await redis.get(keys.cancel(id));
       if (cancelled !== null) throw new FluxError('aborted', cancelled);
-      const data = fromStoredData(job.data as StoredJobData);
-      const result: JobResult = await run(id, data, {
+      await owe(stored, base, 'start');
+      const data = fromStoredData(stored);
+      result = await run(id, data, {
         signal: controller.signal,
-        progress: (step, total) => {
-          void job.updateProgress({ step, total }).catch(() => {});
-          if (stepDelayMs > 0) {
-            // test-only slow mode: block the next step (the pipeline awaits nothing here, so sleep synchronously-ish)
-            const until = Date.now() + stepDelayMs;
-            while (Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(1, until - Date.now()));
-          }
-        },
+        progress: (step, total) => void job.updateProgress({ step, total }).catch(() => {}),
       });
-      await redis.set(keys.result(id), JSON.stringify(result), 'EX', resultTtlS);
-      log(`job ${id} succeeded in ${Math.round(performance.now() - t0)} ms`);
-      return { stored: true, runtime_ms: Math.round(performance.now() - t0), worker: name };
     } catch (e) {
-      const err = controller.signal.aborted
-        ? { type: 'cancelled', message: controller.signal.reason instanceof Error ? controller.signal.reason.message : 'cancelled' }
-        : e instanceof FluxError && e.code === 'aborted'
-          ? { type: 'cancelled', message: e.message }
-          : toJobError(e);
-      log(`job ${id} ${err.type === 'cancelled' ? 'cancelled' : 'failed'}: ${err.message}`);
+      const err: JobError = controller.signal.aborted ? cancelledError(controller.signal.reason) : e instanceof FluxError && e.code === 'aborted' ? cancelledError(e) : toJobError(e);
+      const state = err.type === 'cancelled' ? 'cancelled' : 'failed';
+      log(`job ${id} ${state}: ${err.message}`);
+      await owe(stored, { ...base, status: state, finished_at: new Date().toISOString(), error: err }, 'completed');
       // Not retried: a generation error would fail again. (A dead worker is BullMQ's stalled-job retry instead.)
       throw new UnrecoverableError(encodeJobError(err));
     } finally {
       active.delete(id);
     }
+    // Stored, and its webhook owed, before BullMQ hears "completed": a crash before this point runs the job again.
+    await redis.set(keys.result(id), JSON.stringify(result), 'EX', resultTtlS);
+    await owe(stored, { ...base, status: 'succeeded', finished_at: new Date().toISOString(), result }, 'completed');
+    log(`job ${id} succeeded in ${Math.round(performance.now() - t0)} ms`);
+    return { stored: true, runtime_ms: Math.round(performance.now() - t0), worker: name };
   };
 
   const worker = new BullWorker(keys.queue, processor, {
@@ -131,6 +136,7 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
       // Bounded: with Redis down BullMQ would wait for a reconnect forever; a job cut short goes back to the
       // queue when its lock expires.
       await withTimeout(worker.close(force), force || active.size === 0 ? 5000 : Math.max(10_000, opts.lockDurationMs ?? 120_000));
+      await withTimeout(hooks.close(), 5000);
       sub.disconnect();
       redis.disconnect();
       for (const g of opts.generators) await g.close?.();

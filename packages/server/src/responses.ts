@@ -14,8 +14,8 @@ export function validationBody(e: RequestValidationError) {
   };
 }
 
-export function openaiError(type: string, message: string, param: string | null = null) {
-  return { error: { message, type, param, code: null } };
+export function openaiError(type: string, message: string, param: string | null = null, code: string | null = null) {
+  return { error: { message, type, param, code } };
 }
 
 export const dataUri = (png: Uint8Array) => `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;

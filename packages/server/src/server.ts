@@ -1,19 +1,27 @@
 /**
  * The HTTP server: DeepInfra's inference API for FLUX.1 (so existing DeepInfra clients work unchanged), job
- * status / cancel / server-sent events, an OpenAI-compatible images endpoint, /healthz and Prometheus /metrics.
+ * status / cancel / server-sent events, OpenAI-compatible images, the OpenAPI document with its docs page, a web
+ * page, /healthz and Prometheus /metrics. This file sets the server up (limits, auth, error shapes, shutdown); the
+ * routes live in routes/ (inference, jobs, openai, ops, web), the job core in job-core.ts, the job worker in
+ * job-worker.ts.
  *
  * Auth is deny-by-default: with tokens configured every request needs `Authorization: bearer <token>` except the
- * routes marked public (`config: { public: true }`: /healthz and /metrics). The decision is made on the route the
- * router matched, never on the raw URL, so no spelling of a path (percent-encoding, an absolute-form request
- * target, dot segments) reaches a handler without a token; an unmatched path needs a token too (401, then 404).
+ * routes marked public (`config: { public: true }`: /healthz, /metrics, and the static page, docs and document:
+ * /, /docs, /ui/*, /openapi.json). The decision is made on the route the router matched, never on the raw URL, so no
+ * spelling of a path (percent-encoding, an absolute-form request target, dot segments) reaches a handler without a
+ * token; an unmatched path needs a token too (401, then 404).
  *
  * Routes:
- *   POST   /v1/inference/black-forest-labs/FLUX-1-schnell   (FLUX-1-dev when a dev model is loaded)
+ *   POST   /v1/inference/black-forest-labs/FLUX-1-schnell   (FLUX-1-dev when a dev model is loaded); sync, async
+ *                                                            (Prefer: respond-async -> 202) or webhook
  *   GET    /v1/inference/requests/:id         status: queued (position) / running (step i of n) / succeeded / failed / cancelled
  *   DELETE /v1/inference/requests/:id         cancels a queued or running job (a running one stops between steps)
  *   GET    /v1/inference/requests/:id/events  server-sent events: queued, running, step, succeeded | failed | cancelled
- *   POST   /v1/openai/images/generations      {model, prompt, n, size: "WxH", response_format: "b64_json"}
- *   GET    /healthz, GET /metrics             (public)
+ *   GET    /v1/openai/models, POST /v1/openai/images/generations, POST /v1/openai/images/edits
+ *   GET    /healthz, /metrics, /openapi.json, /docs, /   (public)
+ *
+ * Jobs and owed webhooks are kept in a JobStore: the SQLite journal (`journal` option; survives a crash), else memory;
+ * with a shared (Redis) queue, in Redis. Webhooks follow Standard Webhooks and are retried on a schedule (outbox.ts).
  *
  * Limits: request bodies (`bodyLimit`, multipart counted part by part), uploads (`uploadLimit`), input images by
  * their declared size (`maxImagePixels`, read from the header; decoded only when the job runs, on the generation
@@ -24,19 +32,27 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
-import { FluxError, RequestValidationError, parseInferenceRequest, type InferenceRequest } from '@flux-ts/core';
+import { FluxError } from '@flux-ts/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { TokenChecker, isLoopbackHost } from './auth.ts';
+import { REQUEST_ID, makeSubmit, type ServerContext } from './context.ts';
 import type { Generator } from './generator.ts';
-import { InProcessJobQueue, QueueClosedError, QueueFullError, type JobQueue, type JobResult, type JobStatus, type Worker } from './job-queue.ts';
-import { registerJobRoutes } from './job-routes.ts';
+import { InProcessJobQueue, type JobQueue, type JobStatus, type Worker } from './job-queue.ts';
+import { SqliteJobStore } from './journal.ts';
+import { createJobWorker } from './job-worker.ts';
 import { ServerMetrics } from './metrics.ts';
-import { registerOpenAIRoutes } from './openai.ts';
 import { MODEL_IDS } from './model-ids.ts';
-import { admitInputImage, base64Cap, readMultipart, type BodyLimits } from './request-body.ts';
-import { apiError, dataUri, openaiError, validationBody } from './responses.ts';
-import { WebhookSender, WebhookTargetError } from './webhook.ts';
+import type { WebhookOutbox } from './outbox.ts';
+import { apiCode, errorStatus } from './errors.ts';
+import { base64Cap, type BodyLimits } from './request-body.ts';
+import { apiError, openaiError } from './responses.ts';
+import { registerInferenceRoutes } from './routes/inference.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
+import { registerOpenAIRoutes } from './routes/openai.ts';
+import { registerOpsRoutes } from './routes/ops.ts';
+import { registerWebRoutes } from './routes/web.ts';
+import { DEFAULT_RETRY_SCHEDULE_MS, WebhookSender } from './webhook.ts';
 
 
 export interface ServerOptions {
@@ -59,12 +75,25 @@ export interface ServerOptions {
   /** Deadline for the whole graceful shutdown, in ms (default 300 000): then jobs are cancelled, the generation
    *  threads stopped, undelivered webhooks abandoned and every connection closed. */
   shutdownTimeoutMs?: number;
-  /** Bytes of finished results kept for status look-ups (default 256 MiB; in-process queue). */
+  /** Bytes of finished results kept for status look-ups without a journal (default 256 MiB; in-process queue). */
   keepFinishedBytes?: number;
+  /** How long a finished job's status and result can be fetched, in seconds (default 3600). */
+  resultTtlS?: number;
+  /**
+   * The job journal (in-process queue): an SQLite file that keeps queued jobs, interrupted ones and owed webhooks
+   * across a crash (node:sqlite: Node 22.13+ or 24). Default: none (memory only); `flux serve` gives one by default.
+   */
+  journal?: string;
+  /** Times a job is started in all; one interrupted by a crash that often fails with `interrupted` (default 2). */
+  maxAttempts?: number;
   /** `inference_status.cost` per generated image (default 0). */
   costPerImage?: number;
+  /** Signs webhooks (Standard Webhooks; a `whsec_<base64>` secret, or any string). */
   webhookSecret?: string;
   allowPrivateWebhooks?: boolean;
+  /** Delays before the 2nd, 3rd, ... webhook attempt, in ms (default Svix's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+  webhookRetryScheduleMs?: readonly number[];
+  /** Shorthand for a schedule: this many attempts in all, `webhookBackoffMs` doubled each time. */
   webhookAttempts?: number;
   webhookBackoffMs?: number;
   /** Total time for one webhook attempt, connection to the end of the answer, in ms (default 10 000). */
@@ -84,7 +113,8 @@ export interface ServerOptions {
 export interface FluxServer {
   app: FastifyInstance;
   queue: JobQueue;
-  webhooks: WebhookSender;
+  /** Owed webhook deliveries (flush, pendingCount, abortAll). */
+  webhooks: WebhookOutbox;
   metrics: ServerMetrics;
   /** Starts listening; returns the base URL (http://host:port). */
   listen(opts?: { host?: string; port?: number }): Promise<string>;
@@ -102,7 +132,6 @@ export class ServerConfigError extends FluxError {
   }
 }
 
-const now = () => performance.now();
 
 export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   const generators = new Map<string, Generator>();
@@ -128,7 +157,11 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   const app = Fastify({
     ...(isInstance ? { loggerInstance: loggerOpt as unknown as FastifyBaseLogger } : { logger: loggerOpt as boolean | Record<string, unknown> }),
     bodyLimit,
-    genReqId: () => randomUUID(),
+    // the client's own X-Request-Id when it is valid (a job's id; an invalid one is refused when a job is submitted)
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     requestIdHeader: false,
     return503OnClosing: true,
     // Receiving a request (headers and body) has a deadline; the answer may take as long as the job does.
@@ -150,28 +183,27 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     socket.once('close', () => sockets.delete(socket));
   });
   const metrics = new ServerMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const webhooks = new WebhookSender({
-    allowPrivate: opts.allowPrivateWebhooks ?? false,
-    secret: opts.webhookSecret,
-    attempts: opts.webhookAttempts,
-    backoffMs: opts.webhookBackoffMs,
-    timeoutMs: opts.webhookTimeoutMs,
-    log,
-  });
+  const sender = new WebhookSender({ allowPrivate: opts.allowPrivateWebhooks ?? false, secret: opts.webhookSecret, timeoutMs: opts.webhookTimeoutMs });
+  const resultTtlS = opts.resultTtlS ?? 3600;
 
   // The worker: one job -> the DeepInfra response body (the same function runs in `flux worker` processes).
   const worker: Worker = createJobWorker(opts.generators, { costPerImage, log });
 
+  // (`queue` is unset while the queue's constructor recovers jobs from the journal: then the gauges wait for /metrics)
+  let queue: JobQueue | undefined;
   const onChange = (s: JobStatus, prev?: string) => {
     const model = s.model;
     metrics.jobs.inc({ model, status: s.status });
-    void Promise.all([queue.depth(model), queue.running(model)]).then(
-      ([d, r]) => {
-        metrics.queueDepth.set({ model }, d);
-        metrics.jobsRunning.set({ model }, r);
-      },
-      () => {},
-    );
+    const q = queue;
+    if (q) {
+      void Promise.all([q.depth(model), q.running(model)]).then(
+        ([d, r]) => {
+          metrics.queueDepth.set({ model }, d);
+          metrics.jobsRunning.set({ model }, r);
+        },
+        () => {},
+      );
+    }
     if (s.status === 'succeeded' && s.started_at && s.finished_at) {
       metrics.runtime.observe({ model }, (Date.parse(s.finished_at) - Date.parse(s.started_at)) / 1000);
     }
@@ -180,11 +212,29 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       log[level]({ reqId: s.request_id, model, status: s.status, from: prev, error: s.error?.message }, 'job finished');
     }
   };
-  const queue: JobQueue = opts.queueFactory?.(worker, onChange) ?? new InProcessJobQueue({ worker, maxQueued: opts.maxQueued, keepFinished: 200, keepFinishedBytes: opts.keepFinishedBytes, onChange });
+  const jobs: JobQueue =
+    opts.queueFactory?.(worker, onChange) ??
+    new InProcessJobQueue({
+      worker,
+      maxQueued: opts.maxQueued,
+      keepFinished: 200,
+      keepFinishedBytes: opts.keepFinishedBytes,
+      resultTtlS,
+      maxAttempts: opts.maxAttempts,
+      ...(opts.journal ? { store: SqliteJobStore.open(opts.journal) } : {}),
+      onChange,
+    });
+  queue = jobs;
+  const webhooks = jobs.startWebhooks(sender, {
+    schedule: retrySchedule(opts),
+    log,
+    onOutcome: (_d, outcome) => metrics.webhooks.inc({ outcome }),
+  });
 
   await app.register(multipart, {
     // Each field is held at most up to the largest valid value (a base64 image); readMultipart counts the total.
-    limits: { fileSize: uploadLimit, files: 1, fields: 32, fieldSize: Math.min(bodyLimit, base64Cap(uploadLimit)), parts: 33, headerPairs: 100 },
+    // Two files: the image, and an OpenAI edit's mask (refused by name rather than by a cut connection).
+    limits: { fileSize: uploadLimit, files: 2, fields: 32, fieldSize: Math.min(bodyLimit, base64Cap(uploadLimit)), parts: 33, headerPairs: 100 },
     throwFileSizeLimit: true,
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
@@ -216,9 +266,11 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    // a library error with a code from the table gets that code's status (errors.ts); Fastify's carry their own
+    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : err instanceof FluxError ? errorStatus(err.code) : 500;
     let message = err.message;
-    let type = typeof err.code === 'string' ? err.code : 'error';
+    // one casing for every code: a library error's code lower-cased, a framework error's (FST_ERR_...) by its status
+    let type = err instanceof FluxError ? apiCode(err.code) : (FRAMEWORK_CODES[status] ?? 'bad_request');
     if (status === 413) {
       type = 'payload_too_large';
       if (!(err instanceof FluxError)) message = `the request is larger than the server's limit (body ${bodyLimit} bytes, uploaded file ${uploadLimit} bytes): ${err.message}`;
@@ -232,133 +284,28 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
     reply.code(status).send(isOpenAI(req) ? openaiError(status === 413 ? 'invalid_request_error' : type, message) : apiError(type, message));
   });
 
-  /** Validates, checks the webhook, enqueues. Throws RequestValidationError / QueueFullError / QueueClosedError. */
-  async function submit(req: FastifyRequest, model: string, body: Record<string, unknown>, from: 'json' | 'form') {
-    const request: InferenceRequest = parseInferenceRequest(body, { from });
-    let image: Uint8Array | undefined;
-    if (request.image !== undefined) image = admitInputImage(request.image, limits);
-    delete request.image;
-    if (request.webhook !== undefined) {
-      try {
-        await webhooks.check(request.webhook);
-      } catch (e) {
-        if (!(e instanceof WebhookTargetError)) throw e;
-        throw new RequestValidationError([{ field: 'webhook', given: JSON.stringify(request.webhook), allowed: 'a public http(s) URL', message: e.message }]);
-      }
-    }
-    const id = req.id;
-    const { done } = await queue.enqueue(id, { model, request, image });
-    req.log.info(
-      {
-        model,
-        width: request.width,
-        height: request.height,
-        steps: request.num_inference_steps,
-        num_images: request.num_images,
-        img2img: image !== undefined,
-        webhook: request.webhook !== undefined,
-        prompt_chars: request.prompt.length,
-        ...(logPrompts ? { prompt: request.prompt } : {}),
-      },
-      'job queued',
-    );
-    if (!logPrompts) req.log.debug({ prompt: request.prompt }, 'job prompt');
-    return { id, request, done };
-  }
-
-  // ---- DeepInfra inference -------------------------------------------------------------------------------------------
-  app.post<{ Params: { owner: string; name: string } }>('/v1/inference/:owner/:name', async (req, reply) => {
-    const model = `${req.params.owner}/${req.params.name}`;
-    if (!generators.has(model)) {
-      return reply.code(404).send(apiError('model_not_found', `model ${model} is not served here; served: ${[...generators.keys()].join(', ')}`));
-    }
-    let body: Record<string, unknown>;
-    let from: 'json' | 'form';
-    if (req.isMultipart()) {
-      body = await readMultipart(req, limits);
-      from = 'form';
-    } else {
-      const ct = req.headers['content-type'] ?? '';
-      from = ct.startsWith('application/x-www-form-urlencoded') ? 'form' : 'json';
-      body = req.body as Record<string, unknown>;
-    }
-    let job: Awaited<ReturnType<typeof submit>>;
-    try {
-      job = await submit(req, model, body, from);
-    } catch (e) {
-      if (e instanceof RequestValidationError) return reply.code(422).send(validationBody(e));
-      if (e instanceof QueueFullError) return reply.code(429).header('retry-after', String(e.retryAfterS)).send(apiError('queue_full', e.message));
-      if (e instanceof QueueClosedError) return reply.code(503).send(apiError(e.code, e.message));
-      throw e;
-    }
-    const { id, request, done } = job;
-
-    if (request.webhook !== undefined) {
-      const url = request.webhook;
-      void webhooks.track(
-        done.then(async (s) => {
-          if (s.status === 'queued' || s.status === 'running') return; // detached at shutdown: a shared queue finishes it later
-          await deliverWebhook(s, url);
-        }),
-      );
-      return reply.send({
-        request_id: id,
-        inference_status: { status: 'queued', runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
-      });
-    }
-
-    // Synchronous: a client that goes away cancels its job.
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) void Promise.resolve().then(() => queue.cancel(id, 'cancelled: the client closed the connection')).catch(() => {});
-    });
-    const s = await done;
-    if (s.status === 'succeeded') return reply.send(s.result);
-    if (s.status === 'queued' || s.status === 'running') {
-      return reply.code(503).send({ ...apiError('shutting_down', `this server is shutting down; the job continues on the shared queue: poll GET /v1/inference/requests/${id}`), request_id: id });
-    }
-    if (s.status === 'cancelled') return reply.code(409).send({ ...apiError('cancelled', s.error?.message ?? 'cancelled'), request_id: id });
-    const code = jobErrorStatus(s.error?.type);
-    return reply.code(code).send({ ...apiError(s.error?.type ?? 'internal_error', s.error?.message ?? 'failed'), request_id: id });
-  });
-
-  async function deliverWebhook(s: JobStatus, url: string) {
-    const payload = s.status === 'succeeded' ? s.result : failurePayload(s);
-    const outcome = await webhooks.deliver(url, payload, s.request_id);
-    metrics.webhooks.inc({ outcome: outcome.ok ? 'delivered' : 'failed' });
-  }
-  queue.adoptWebhooks?.((s, url) => webhooks.track(deliverWebhook(s, url)));
-
-  /** A webhook body for a job that did not succeed: its real status (`cancelled` or `failed`) and why. */
-  function failurePayload(s: JobStatus) {
-    const status = s.status === 'cancelled' ? 'cancelled' : 'failed';
-    return {
-      request_id: s.request_id,
-      inference_status: { status, runtime_ms: 0, cost: 0, tokens_generated: 0, tokens_input: 0 },
-      error: s.error ?? { type: status === 'cancelled' ? 'cancelled' : 'internal_error', message: status },
-    };
-  }
-
-  registerJobRoutes(app, queue);
-  registerOpenAIRoutes(app, { models: [...generators.keys()], queue, submit });
-
-  // ---- health and metrics ---------------------------------------------------------------------------------------------
-  app.get('/healthz', { config: { public: true } }, async () => ({
-    status: 'ok',
-    models: [...generators.keys()],
-    queue_depth: await queue.depth(),
-    running: await queue.running(),
-  }));
-  app.get('/metrics', { config: { public: true } }, async (_req, reply) => {
-    for (const m of generators.keys()) {
-      metrics.queueDepth.set({ model: m }, await queue.depth(m));
-      metrics.jobsRunning.set({ model: m }, await queue.running(m));
-    }
-    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  const ctx: ServerContext = {
+    app,
+    queue: jobs,
+    generators,
+    limits,
+    webhooks: sender,
+    metrics,
+    log,
+    authEnabled: auth.enabled,
+    logPrompts,
+    resultTtlS,
+    submit: makeSubmit({ queue: jobs, generators, limits, webhooks: sender, metrics, log, authEnabled: auth.enabled, logPrompts, resultTtlS }),
+  };
+  registerInferenceRoutes(ctx);
+  registerJobRoutes(app, jobs);
+  registerOpenAIRoutes(ctx);
+  registerOpsRoutes(ctx);
+  registerWebRoutes(ctx);
 
   return {
     app,
-    queue,
+    queue: jobs,
     webhooks,
     metrics,
     async listen({ host = '127.0.0.1', port = 8080 } = {}) {
@@ -380,8 +327,8 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
       closing ??= (async () => {
         const httpClosed = app.close(); // stops accepting; in-flight requests finish
         const graceful = (async () => {
-          await queue.close({ cancel: shutdown === 'cancel' });
-          await webhooks.flush();
+          await jobs.close({ cancel: shutdown === 'cancel' });
+          await webhooks.flush(); // with a journal (or Redis) later retries stay owed there for the next start
           app.server.closeIdleConnections();
           await httpClosed;
         })();
@@ -393,17 +340,30 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
           log.warn({ deadline_ms: shutdownTimeoutMs }, 'shutdown deadline reached: cancelling jobs, abandoning webhooks, closing connections');
           webhooks.abortAll();
           for (const g of generators.values()) await g.close?.({ force: true }); // a step in progress stops now
-          await Promise.race([queue.close({ cancel: true }), sleep(1000)]);
+          await Promise.race([jobs.close({ cancel: true }), sleep(1000)]);
           app.server.closeAllConnections();
           for (const socket of sockets) socket.destroy(); // also those Node no longer lists (a refused, half-read request)
           await Promise.race([graceful, sleep(1000)]);
         }
+        await Promise.race([webhooks.close(), sleep(2000)]);
+        await jobs.closeStore();
         for (const g of generators.values()) await g.close?.();
       })();
       return closing;
     },
   };
 }
+
+/** The code of an error Fastify or Node raised, by its status (their own codes are in another casing). */
+const FRAMEWORK_CODES: Record<number, string> = {
+  400: 'bad_request',
+  404: 'not_found',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  431: 'headers_too_large',
+};
 
 /** Routes reachable without a token: marked `config: { public: true }` where they are declared. */
 function isPublic(req: FastifyRequest): boolean {
@@ -450,18 +410,6 @@ function writeClientError(err: Error & { code?: string }, socket: Socket): void 
   socket.destroy();
 }
 
-/** HTTP status of a failed job: the user's input (options, image) is a 422, anything else a 500. */
-const USER_ERROR_STATUS: Record<string, number> = {
-  INVALID_GENERATE_OPTIONS: 422,
-  BAD_PNG: 422,
-  BAD_JPEG: 422,
-  UNSUPPORTED_IMAGE: 422,
-  IMAGE_TOO_LARGE: 422,
-};
-function jobErrorStatus(type: string | undefined): number {
-  return (type !== undefined && USER_ERROR_STATUS[type]) || 500;
-}
-
 /** `listen` failures a user can fix, as one clear line (never an internal error). */
 function listenError(e: unknown, host: string, port: number): unknown {
   const code = (e as NodeJS.ErrnoException).code;
@@ -473,40 +421,13 @@ function listenError(e: unknown, host: string, port: number): unknown {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-/**
- * The job worker: one job -> the DeepInfra response body. Used by the server's in-process queue and by
- * `flux worker` processes on a shared (Redis) queue.
- */
-export function createJobWorker(
-  generatorList: readonly Generator[],
-  opts: { costPerImage?: number; log?: { error(obj: unknown, msg: string): void } } = {},
-): Worker {
-  const generators = new Map<string, Generator>();
-  for (const g of generatorList) generators.set(MODEL_IDS[g.variant], g);
-  const costPerImage = opts.costPerImage ?? 0;
-  return async (id, data, ctx) => {
-    const gen = generators.get(data.model);
-    if (!gen) throw new FluxError('unknown_model', `no model serves ${data.model}; load it with --model`);
-    const t0 = now();
-    try {
-      const out = await gen.generate({ request: data.request, image: data.image }, { signal: ctx.signal, onStep: (p) => ctx.progress(p.step, p.total) });
-      const runtimeMs = Math.round(now() - t0);
-      return {
-        images: out.pngs.map(dataUri),
-        nsfw_content_detected: out.pngs.map(() => false),
-        seed: out.seed,
-        request_id: id,
-        inference_status: {
-          status: 'succeeded',
-          runtime_ms: runtimeMs,
-          cost: costPerImage * out.pngs.length,
-          tokens_generated: 0,
-          tokens_input: out.tokensInput,
-        },
-      } satisfies JobResult;
-    } catch (e) {
-      if (!(e instanceof FluxError)) opts.log?.error({ reqId: id, err: e }, 'generation failed');
-      throw e;
-    }
-  };
+/** The webhook retry schedule: given, or from the attempts/backoff shorthand, or Svix's. */
+function retrySchedule(opts: ServerOptions): readonly number[] {
+  if (opts.webhookRetryScheduleMs) return opts.webhookRetryScheduleMs;
+  if (opts.webhookAttempts !== undefined || opts.webhookBackoffMs !== undefined) {
+    const attempts = opts.webhookAttempts ?? 5;
+    const backoff = opts.webhookBackoffMs ?? 500;
+    return Array.from({ length: Math.max(0, attempts - 1) }, (_, i) => backoff * 2 ** i);
+  }
+  return DEFAULT_RETRY_SCHEDULE_MS;
 }

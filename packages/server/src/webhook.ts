@@ -1,6 +1,12 @@
 /**
- * Webhook delivery: the result JSON POSTed to the request's `webhook` URL, retried with exponential backoff,
- * signed with HMAC-SHA256 over the exact body when a secret is configured (header `X-Flux-Signature: sha256=<hex>`).
+ * Webhook delivery, one attempt at a time (the retry schedule is the outbox's: outbox.ts, redis-outbox.ts).
+ *
+ * Signing follows the Standard Webhooks specification (https://www.standardwebhooks.com): every attempt carries
+ * `webhook-id` (one per message, the same on every retry, so a receiver can drop a replay or a duplicate),
+ * `webhook-timestamp` (seconds, the time of the attempt) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+ * "<id>.<timestamp>.<body>">` when a secret is configured. A `whsec_<base64>` secret is used as the spec says (the
+ * key is the decoded base64); any other secret string is used as its UTF-8 bytes. The older
+ * `X-Flux-Signature: sha256=<hex HMAC-SHA256 of the body with the secret string>` is sent too, for compatibility.
  *
  * SSRF guard: the host name is resolved first and every address is checked; only public unicast addresses are
  * allowed (classified by ipaddr.js: loopback, private, link-local with the 169.254.169.254 cloud metadata service,
@@ -85,29 +91,6 @@ export async function resolveWebhookTarget(raw: string, allowPrivate: boolean): 
   return { url, address: first.address, family: first.family === 6 ? 6 : 4 };
 }
 
-export function signBody(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
-}
-
-export interface WebhookOptions {
-  allowPrivate?: boolean;
-  secret?: string;
-  /** Attempts in all (default 5). */
-  attempts?: number;
-  /** First retry delay in ms, doubled each time (default 500). */
-  backoffMs?: number;
-  /** Total time one attempt may take, connection to the end of the answer, in ms (default 10000). */
-  timeoutMs?: number;
-  log?: { info(o: object, m: string): void; warn(o: object, m: string): void };
-}
-
-export interface DeliveryOutcome {
-  ok: boolean;
-  attempts: number;
-  status?: number;
-  error?: string;
-}
-
 /** One POST to the checked address; rejects when `timeoutMs` passes before the whole answer has arrived, or on abort. */
 function post(target: ResolvedTarget, body: string, headers: Record<string, string>, timeoutMs: number, signal: AbortSignal): Promise<number> {
   const { url } = target;
@@ -137,100 +120,140 @@ function post(target: ResolvedTarget, body: string, headers: Record<string, stri
   });
 }
 
-/** Delivers webhooks and tracks the pending ones (so shutdown can wait for them). */
+export type WebhookEvent = 'start' | 'completed';
+export const WEBHOOK_EVENTS: readonly WebhookEvent[] = Object.freeze(['start', 'completed']);
+
+/** One message to one URL: its body is fixed when it is created, its signature made afresh on every attempt. */
+export interface Delivery {
+  /** The Standard Webhooks message id (`webhook-id`): the same on every attempt. */
+  id: string;
+  request_id: string;
+  event: WebhookEvent;
+  url: string;
+  /** The exact JSON body. */
+  body: string;
+}
+
+/** The message id of a job's event: one per (request, event), so re-creating it (a restart) is idempotent. */
+export const webhookId = (requestId: string, event: WebhookEvent) => `msg_${event}_${requestId}`;
+
+/** The legacy body signature: `sha256=<hex HMAC-SHA256(secret string, body)>`. */
+export function signBody(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+/** The Standard Webhooks key of a secret: a `whsec_` secret's base64 part decoded, else the string's UTF-8 bytes. */
+export function webhookKey(secret: string): Buffer {
+  if (secret.startsWith('whsec_')) {
+    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    if (key.length < 16) throw new WebhookSecretError('a whsec_ webhook secret must carry at least 16 bytes of base64 after "whsec_"; make one with: echo whsec_$(openssl rand -base64 32)');
+    return key;
+  }
+  if (secret.length === 0) throw new WebhookSecretError('the webhook secret is empty');
+  return Buffer.from(secret, 'utf8');
+}
+
+export class WebhookSecretError extends FluxError {
+  constructor(message: string) {
+    super('webhook_secret', message);
+    this.name = 'WebhookSecretError';
+  }
+}
+
+/** `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>` (Standard Webhooks). */
+export function standardSignature(key: Buffer, id: string, timestampS: number, body: string): string {
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestampS}.${body}`).digest('base64')}`;
+}
+
+/** The headers of one attempt. */
+export function deliveryHeaders(d: Delivery, secret: string | undefined, nowS = Math.floor(Date.now() / 1000)): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': 'flux-ts-server',
+    'x-request-id': d.request_id,
+    'x-flux-event': d.event,
+    'webhook-id': d.id,
+    'webhook-timestamp': String(nowS),
+  };
+  if (secret) {
+    headers['webhook-signature'] = standardSignature(webhookKey(secret), d.id, nowS, d.body);
+    headers['x-flux-signature'] = signBody(secret, d.body);
+  }
+  return headers;
+}
+
+export interface AttemptOutcome {
+  ok: boolean;
+  status?: number;
+  error?: string;
+  /** Retrying cannot help (a refused target, a 4xx other than 408/429). */
+  permanent: boolean;
+}
+
+export interface WebhookOptions {
+  allowPrivate?: boolean;
+  secret?: string;
+  /** Total time one attempt may take, connection to the end of the answer, in ms (default 10000). */
+  timeoutMs?: number;
+}
+
+/** One attempt at a time, signed; `abortAll()` cuts every attempt in flight (the shutdown deadline). */
 export class WebhookSender {
-  private readonly opts: Required<Omit<WebhookOptions, 'secret' | 'log'>> & Pick<WebhookOptions, 'secret' | 'log'>;
-  private readonly pending = new Set<Promise<unknown>>();
-  private readonly abort = new AbortController();
+  readonly allowPrivate: boolean;
+  private readonly secret?: string;
+  private readonly timeoutMs: number;
+  private abort = new AbortController();
 
   constructor(opts: WebhookOptions = {}) {
-    this.opts = {
-      allowPrivate: opts.allowPrivate ?? false,
-      attempts: opts.attempts ?? 5,
-      backoffMs: opts.backoffMs ?? 500,
-      timeoutMs: opts.timeoutMs ?? 10_000,
-      secret: opts.secret,
-      log: opts.log,
-    };
+    this.allowPrivate = opts.allowPrivate ?? false;
+    this.secret = opts.secret;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    if (this.secret !== undefined) webhookKey(this.secret); // refuse a bad secret at start, not at the first delivery
   }
 
   /** The request-time check: throws `WebhookTargetError` for a refused target. */
   check(url: string): Promise<ResolvedTarget> {
-    return resolveWebhookTarget(url, this.opts.allowPrivate);
+    return resolveWebhookTarget(url, this.allowPrivate);
   }
 
-  get pendingCount(): number {
-    return this.pending.size;
+  get aborted(): boolean {
+    return this.abort.signal.aborted;
   }
 
-  deliver(url: string, payload: unknown, requestId: string): Promise<DeliveryOutcome> {
-    return this.track(this.run(url, payload, requestId));
-  }
-
-  /** Counts a delivery that is yet to start (a job still running) as pending, so `flush` waits for it. */
-  track<T>(p: Promise<T>): Promise<T> {
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.pending.add(settled as Promise<never>);
-    void settled.finally(() => this.pending.delete(settled as Promise<never>));
-    return p;
-  }
-
-  /** Resolves when every pending delivery has finished (succeeded or given up). */
-  async flush(): Promise<void> {
-    while (this.pending.size) await Promise.allSettled([...this.pending]);
-  }
-
-  /** Stops every delivery now (the shutdown deadline): attempts in flight are cut, no retry starts. */
+  /** Stops every attempt in flight now. */
   abortAll(): void {
     this.abort.abort();
   }
 
-  private async run(url: string, payload: unknown, requestId: string): Promise<DeliveryOutcome> {
-    const body = JSON.stringify(payload);
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      'user-agent': 'flux-ts-server',
-      'x-request-id': requestId,
-    };
-    if (this.opts.secret) headers['x-flux-signature'] = signBody(this.opts.secret, body);
-    let last: DeliveryOutcome = { ok: false, attempts: 0 };
+  async attempt(d: Delivery): Promise<AttemptOutcome> {
     const signal = this.abort.signal;
-    for (let attempt = 1; attempt <= this.opts.attempts && !signal.aborted; attempt++) {
-      try {
-        // Resolved and checked on every attempt: the answer may change between attempts.
-        const target = await resolveWebhookTarget(url, this.opts.allowPrivate);
-        const status = await post(target, body, headers, this.opts.timeoutMs, signal);
-        last = { ok: status >= 200 && status < 300, attempts: attempt, status };
-        if (last.ok) {
-          this.opts.log?.info({ reqId: requestId, attempt, status }, 'webhook delivered');
-          return last;
-        }
-        // A 4xx other than 408/429 will not get better by retrying.
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) break;
-      } catch (e) {
-        last = { ok: false, attempts: attempt, error: e instanceof Error ? e.message : String(e) };
-        if (e instanceof WebhookTargetError) break;
-      }
-      this.opts.log?.warn({ reqId: requestId, attempt, status: last.status, err: last.error }, 'webhook attempt failed');
-      if (attempt < this.opts.attempts && !signal.aborted) await sleep(this.opts.backoffMs * 2 ** (attempt - 1), signal);
+    if (signal.aborted) return { ok: false, error: 'delivery abandoned: the server is shutting down', permanent: false };
+    try {
+      // Resolved and checked on every attempt: the answer may change between attempts.
+      const target = await resolveWebhookTarget(d.url, this.allowPrivate);
+      const status = await post(target, d.body, deliveryHeaders(d, this.secret), this.timeoutMs, signal);
+      const ok = status >= 200 && status < 300;
+      // A 4xx other than 408/429 will not get better by retrying.
+      return { ok, status, permanent: !ok && status >= 400 && status < 500 && status !== 408 && status !== 429 };
+    } catch (e) {
+      return { ok: false, error: e instanceof Error ? e.message : String(e), permanent: e instanceof WebhookTargetError };
     }
-    this.opts.log?.warn({ reqId: requestId, attempts: last.attempts, status: last.status, err: last.error }, 'webhook delivery gave up');
-    return last;
   }
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
+/**
+ * The retry schedule: delays before the 2nd, 3rd, ... attempt. The default is Svix's: 5 s, 5 min, 30 min, 2 h, 5 h,
+ * 10 h, 10 h (8 attempts over about 27 hours).
+ */
+export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = Object.freeze([5e3, 3e5, 18e5, 72e5, 18e6, 36e6, 36e6]);
+
+/** "5s,5m,30m,2h" -> milliseconds; throws a FluxError naming the bad entry. */
+export function parseRetrySchedule(text: string): number[] {
+  if (text.trim() === '' || text.trim() === 'none') return [];
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(part);
+    if (!m) throw new FluxError('INVALID_ARGUMENT', `--webhook-retries: "${part}" is not a delay like 5s, 5m, 2h or 1d (comma separated)`);
+    const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+    return Math.round(Number(m[1]) * unit);
   });
 }

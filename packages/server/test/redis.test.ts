@@ -1,14 +1,18 @@
 /**
  * Scale-out on a REAL redis-server (started on a free loopback port by test/harness/redis-server.ts): the server
- * with `RedisJobQueue`, workers in-process (`startRedisWorker`) and as real `flux worker` child processes.
- * Slow mode for killing a worker mid-job: FLUX_WORKER_STEP_DELAY_MS (test-only, see redis-worker.ts).
+ * with `RedisJobQueue`, workers in-process (`startRedisWorker`), as the real `flux worker` command, and as worker
+ * processes whose tiny pipeline is slowed down on its generation thread (processes/worker-process.ts), so a test can
+ * SIGKILL one mid-job. Webhooks are checked with `standardwebhooks`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer as createHttpServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAS_REDIS, startRedis, type RedisServer } from '../../../test/harness/redis-server.ts';
-import { RedisJobQueue, startRedisWorker, type FluxServer, type JobStatus, type RedisWorkerHandle } from '../src/index.ts';
+import { Webhook } from 'standardwebhooks';
+import { RedisJobQueue, startRedisWorker, webhookId, type FluxServer, type JobStatus, type RedisWorkerHandle } from '../src/index.ts';
 import { SCHNELL, SlowGenerator, TINY_MODEL, getJson, postJson, pngSize, readEvents, start } from './helpers.ts';
+import { webhookReceiver } from './webhook-receiver.ts';
+
+const SECRET = `whsec_${Buffer.from('redis-test-secret-of-32-bytes!!!').toString('base64')}`;
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 let redis: RedisServer;
@@ -24,17 +28,20 @@ async function startShared(url: string, prefix: string, extra: Record<string, un
       return q;
     },
     allowPrivateWebhooks: true,
+    webhookSecret: SECRET,
+    webhookRetryScheduleMs: [100, 200, 400],
   });
   return { server, base, q };
 }
 
-function spawnWorker(url: string, prefix: string, env: Record<string, string> = {}) {
-  const proc = spawn(
-    `${ROOT}node_modules/.bin/tsx`,
-    ['packages/cli/src/main.ts', 'worker', '--model', TINY_MODEL, '--redis', url, '--prefix', prefix, '--lock-ms', '2500', '--stalled-check-ms', '500', '--max-stalled', '1'],
-    // detached: its own process group, so SIGKILL reaches tsx's node child too (tsx runs the script in a child)
-    { cwd: ROOT, env: { ...process.env, FLUX_WORKER_STEP_DELAY_MS: '300', ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
-  );
+/** A worker process: the slowed-down tiny pipeline (processes/worker-process.ts), or the real `flux worker` command. */
+function spawnWorker(url: string, prefix: string, kind: 'slow' | 'cli' = 'slow') {
+  const args =
+    kind === 'cli'
+      ? ['packages/cli/src/main.ts', 'worker', '--model', TINY_MODEL, '--redis', url, '--prefix', prefix, '--lock-ms', '2500', '--stalled-check-ms', '500', '--max-stalled', '1']
+      : ['packages/server/test/processes/worker-process.ts', JSON.stringify({ url, prefix, model: TINY_MODEL, stepDelayMs: 300, lockMs: 2500, stalledMs: 500, maxStalled: 1 })];
+  // detached: its own process group, so SIGKILL reaches tsx's node child too (tsx runs the script in a child)
+  const proc = spawn(`${ROOT}node_modules/.bin/tsx`, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let log = '';
   const started: string[] = [];
   const ready = new Promise<void>((resolve, reject) => {
@@ -89,10 +96,13 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
       expect(results.map((r) => r.body.seed)).toEqual([1, 2, 3]);
       expect(pngSize(results[0]!.body.images[0]).width).toBe(1);
       expect(gen.seen.length).toBe(3);
-      // delivered: the result key is gone from Redis, the status still answers from this server
+      // the result stays in Redis for --result-ttl (any server answers GET with it), then expires
       const st = await getJson(`${base}/v1/inference/requests/${results[0]!.body.request_id}`);
       expect(st.status).toBe('succeeded');
-      expect(await (server.queue as RedisJobQueue).redis.exists(`${prefix}:result:${results[0]!.body.request_id}`)).toBe(0);
+      expect(st.result.seed).toBe(1);
+      const ttl = await (server.queue as RedisJobQueue).redis.ttl(`${prefix}:result:${results[0]!.body.request_id}`);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(3600);
 
       // SSE progress across processes' boundary (BullMQ progress -> QueueEvents), then cancel of a running job.
       const slow = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 40 }));
@@ -119,26 +129,16 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
     }
   }, 30_000);
 
-  it('keeps queued jobs across a server restart; a queued job can be cancelled', async () => {
+  it('keeps queued jobs across a server restart; a queued job can be cancelled; the `flux worker` command runs them', async () => {
     const prefix = nextPrefix();
-    const hooks: unknown[] = [];
-    const receiver = createHttpServer((req, res) => {
-      let b = '';
-      req.on('data', (d) => (b += d));
-      req.on('end', () => {
-        hooks.push(JSON.parse(b));
-        res.end('ok');
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-    const hook = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
-    let worker: RedisWorkerHandle | undefined;
+    const hook = await webhookReceiver();
+    let worker: ReturnType<typeof spawnWorker> | undefined;
     let s2: FluxServer | undefined;
     try {
       const s1 = await startShared(redis.url, prefix);
       const ids: string[] = [];
       for (let i = 0; i < 3; i++) {
-        const r = await postJson(`${s1.base}${SCHNELL}`, body({ webhook: hook, seed: 10 + i }));
+        const r = await postJson(`${s1.base}${SCHNELL}`, body({ webhook: hook.url, seed: 10 + i }));
         expect(r.status).toBe(200);
         expect(r.body.inference_status.status).toBe('queued');
         ids.push(r.body.request_id);
@@ -154,34 +154,40 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
       expect(del.status).toBe(202);
       expect((await getJson(`${s2s.base}/v1/inference/requests/${ids[1]}`)).status).toBe('cancelled');
 
-      const gen = new SlowGenerator(5);
-      worker = await startRedisWorker({ url: redis.url, prefix, generators: [gen], lockDurationMs: 2000, stalledIntervalMs: 1000 });
+      worker = spawnWorker(redis.url, prefix, 'cli');
+      await worker.ready;
       for (const id of [ids[0]!, ids[2]!]) {
-        await expect.poll(async () => (await getJson(`${s2s.base}/v1/inference/requests/${id}`)).status, { timeout: 10_000 }).toBe('succeeded');
+        await expect.poll(async () => (await getJson(`${s2s.base}/v1/inference/requests/${id}`)).status, { timeout: 20_000 }).toBe('succeeded');
         const done: JobStatus = await getJson(`${s2s.base}/v1/inference/requests/${id}`);
         expect((done.result as { seed: number }).seed).toBe(id === ids[0] ? 10 : 12);
       }
-      expect(gen.seen.map((s) => s.request.seed)).toEqual([10, 12]);
-      // the restarted server delivered the webhooks of the first server's jobs, once each
-      await expect.poll(() => hooks.length, { timeout: 5000 }).toBe(2);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(hooks.map((h) => (h as { seed: number }).seed).sort()).toEqual([10, 12]);
+      expect(worker.started.sort()).toEqual([ids[0], ids[2]].sort());
+      // the restarted server delivered the webhooks of the first server's jobs (and the cancelled one's), once each
+      await hook.waitFor(() => hook.delivered().length === 3);
+      await s2.close();
+      s2 = undefined;
+      expect(hook.delivered().map((h) => h.id).sort()).toEqual(ids.map((id) => webhookId(id, 'completed')).sort());
+      const bodies = hook.delivered().map((h) => new Webhook(SECRET).verify(h.body, h.headers as Record<string, string>) as { seed?: number; inference_status: { status: string } });
+      expect(bodies.map((b) => b.seed ?? b.inference_status.status).sort()).toEqual([10, 12, 'cancelled']);
     } finally {
-      await worker?.close();
+      if (worker) kill(worker.proc);
       await s2?.close();
-      receiver.close();
+      await hook.close();
     }
-  }, 30_000);
+  }, 60_000);
 
-  it('two worker processes share a burst; a worker SIGKILLed mid-job loses no work; a job that loses its worker too often fails clearly', async () => {
+  it('two worker processes share a burst; a worker SIGKILLed mid-job loses no work and no webhook (each delivered once); a job that loses its worker too often fails clearly', async () => {
     const prefix = nextPrefix();
     const { server, base } = await startShared(redis.url, prefix);
+    const hook = await webhookReceiver();
     const w1 = spawnWorker(redis.url, prefix);
     const w2 = spawnWorker(redis.url, prefix);
     let w3: ReturnType<typeof spawnWorker> | undefined;
     try {
       await Promise.all([w1.ready, w2.ready]);
       const burst = [1, 2, 3, 4, 5, 6].map((i) => postJson(`${base}${SCHNELL}`, body({ seed: 100 + i })));
+      const hooked = await Promise.all([1, 2, 3].map((i) => postJson(`${base}${SCHNELL}`, body({ seed: 200 + i, webhook: hook.url }), { prefer: 'respond-async' })));
+      expect(hooked.map((r) => r.status)).toEqual([202, 202, 202]);
       await expect.poll(() => w1.started.length, { timeout: 15_000 }).toBeGreaterThan(0);
       const victim = w1.started.at(-1)!;
       kill(w1.proc);
@@ -193,31 +199,45 @@ describe.skipIf(!HAS_REDIS)('shared Redis queue', () => {
       // the killed worker's job was finished by the other one
       if (!w2.started.includes(victim)) console.log(`victim ${victim}\nw1:\n${w1.log()}\nw2:\n${w2.log()}`);
       expect(w2.started).toContain(victim);
-      expect(results.some((r) => r.body.request_id === victim)).toBe(true);
+      expect([...results, ...hooked].some((r) => r.body.request_id === victim)).toBe(true);
+      await hook.waitFor(() => hook.delivered().length === 3);
 
       // maxStalledCount 1: a job whose worker dies twice fails with worker_lost (w2 runs the stalled check).
       kill(w2.proc);
       w3 = spawnWorker(redis.url, prefix);
       await w3.ready;
-      const doomed = postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 10 }));
+      // asynchronous, with the client's own id and a webhook: the failure is a status and a webhook
+      const doomed = await postJson(`${base}${SCHNELL}`, body({ num_inference_steps: 10, webhook: hook.url }), { prefer: 'respond-async', 'x-request-id': `doomed-${prefix}` });
+      expect(doomed.status).toBe(202);
+      expect(doomed.body.request_id).toBe(`doomed-${prefix}`);
       await expect.poll(() => w3!.started.length, { timeout: 10_000 }).toBe(1);
       kill(w3.proc);
+      const first = w3;
       const w4 = spawnWorker(redis.url, prefix);
       w3 = w4;
       await expect.poll(() => w4.started.length, { timeout: 15_000 }).toBe(1);
       kill(w4.proc);
       const w5 = spawnWorker(redis.url, prefix);
       w3 = w5;
-      const failed = await doomed;
-      expect(failed.status).toBe(500);
-      expect(failed.body.error.type).toBe("worker_lost");
-      expect(String(failed.body.detail)).toMatch(/worker stopped/);
+      await hook.waitFor(() => hook.delivered().length === 4);
+      const failed: JobStatus = await getJson(`${base}/v1/inference/requests/doomed-${prefix}`);
+      if (failed.status !== 'failed') console.log(`doomed job ${JSON.stringify(failed).slice(0, 300)}\nw3:\n${first.log()}\nw4:\n${w4.log()}\nw5:\n${w5.log()}`);
+      expect(failed.status).toBe('failed');
+      expect(failed.error?.type).toBe('worker_lost');
+      expect(String(failed.error?.message)).toMatch(/worker stopped/);
       expect(w5.started.length).toBe(0);
+      await server.close();
+      // every webhook exactly once (the victim's too), signed; the lost job's says why
+      const ids = [...hooked.map((r) => r.body.request_id as string), `doomed-${prefix}`];
+      expect(hook.delivered().map((h) => h.id).sort()).toEqual(ids.map((id) => webhookId(id, 'completed')).sort());
+      const lost = new Webhook(SECRET).verify(hook.delivered().at(-1)!.body, hook.delivered().at(-1)!.headers as Record<string, string>);
+      expect(lost).toMatchObject({ request_id: `doomed-${prefix}`, inference_status: { status: 'failed' }, error: { type: 'worker_lost' } });
     } finally {
       kill(w1.proc);
       kill(w2.proc);
       if (w3) kill(w3.proc);
       await server.close();
+      await hook.close();
     }
   }, 60_000);
 });

@@ -5,18 +5,25 @@
  * group, which pnpm also forwards) drains once instead of dropping the running job.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { SCHNELL, TINY_MODEL, curlForm, postJson } from './helpers.ts';
+import { sqliteAvailable } from '../src/index.ts';
+import { SCHNELL, TINY_MODEL, curlForm, getJson, postJson } from './helpers.ts';
+
+const SQLITE = sqliteAvailable().ok;
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 const MAIN = join(ROOT, 'packages', 'cli', 'src', 'main.ts');
 
 describe('pnpm flux serve', () => {
-  it('serves the model, then exits 0 on SIGTERM after finishing', async () => {
-    const child = spawn(TSX, [MAIN, 'serve', '--model', TINY_MODEL, '--port', '0', '--token', 'cli-token', '--log-level', 'warn'], {
+  it('serves the model (sync and async, with its journal), then exits 0 on SIGTERM after finishing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flux-serve-cli-'));
+    const journal = SQLITE ? ['--journal', join(dir, 'jobs.sqlite')] : ['--no-journal'];
+    const child = spawn(TSX, [MAIN, 'serve', '--model', TINY_MODEL, '--port', '0', '--token', 'cli-token', '--log-level', 'warn', '--result-ttl', '600', ...journal], {
       cwd: ROOT,
       env: { ...process.env, FLUX_API_TOKENS: 'env-token' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -43,11 +50,21 @@ describe('pnpm flux serve', () => {
       expect(r.body.images[0]).toMatch(/^data:image\/png;base64,/);
       const denied = await curlForm(url + SCHNELL, [['prompt', 'x']], { Authorization: 'bearer wrong' });
       expect(denied.status).toBe(401);
+      const queued = await curlForm(url + SCHNELL, [['prompt', 'a cat'], ['width', '128'], ['height', '128'], ['num_inference_steps', '2']], { Authorization: 'bearer env-token', Prefer: 'respond-async' });
+      expect(queued.status).toBe(202);
+      for (;;) {
+        const s = await getJson(`${url}/v1/inference/requests/${queued.body.request_id}`, { authorization: 'bearer env-token' });
+        if (s.status === 'succeeded') break;
+        expect(['queued', 'running']).toContain(s.status);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (SQLITE) expect(err).toContain(`job journal: ${join(dir, 'jobs.sqlite')}`);
     } finally {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
     expect(err).toMatch(/SIGTERM: shutting down/);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('refuses a non-loopback address without tokens, naming --no-auth', async () => {
@@ -64,7 +81,7 @@ describe('pnpm flux serve', () => {
 
 /** Starts `pnpm flux serve` in a process group of its own; resolves with its base URL once it serves. */
 async function launch(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
-  const child = spawn('pnpm', ['flux', 'serve', '--model', TINY_MODEL, '--port', '0', '--token', 'cli-token', '--log-level', 'warn', ...args], {
+  const child = spawn('pnpm', ['flux', 'serve', '--model', TINY_MODEL, '--port', '0', '--token', 'cli-token', '--log-level', 'warn', '--no-journal', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,

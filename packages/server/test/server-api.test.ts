@@ -5,7 +5,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ThreadedGenerator, type FluxServer } from '../src/index.ts';
 import { SCHNELL, TINY_MODEL, curlForm, pngSize, postJson, start } from './helpers.ts';
@@ -165,6 +165,51 @@ describe('POST /v1/openai/images/generations', () => {
     await expect(client.images.generate({ model: 'dall-e-3', prompt: PROMPT })).rejects.toMatchObject({ status: 404 });
     const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${url}/v1/openai`, maxRetries: 0 });
     await expect(bad.images.generate({ prompt: PROMPT })).rejects.toMatchObject({ status: 401, error: { type: 'invalid_request_error' } });
+  });
+
+  it("lists the models, echoes revised_prompt, ignores quality/style, and uses the model's defaults (schnell: 4 steps)", async () => {
+    const client = new OpenAI({ apiKey: TOKEN, baseURL: `${url}/v1/openai`, maxRetries: 0 });
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(['black-forest-labs/FLUX-1-schnell']);
+    expect(models.data[0]).toMatchObject({ object: 'model', owned_by: 'black-forest-labs' });
+    const { data: res, response } = await client.images
+      .generate({ model: 'FLUX.1-schnell', prompt: PROMPT, size: '128x128' as '256x256', quality: 'hd', style: 'vivid', response_format: 'b64_json' })
+      .withResponse();
+    expect(res.data![0]!.revised_prompt).toBe(PROMPT);
+    const id = response.headers.get('x-request-id')!;
+    const st = await (await fetch(`${url}/v1/inference/requests/${id}`, { headers: AUTH })).json();
+    expect(st).toMatchObject({ status: 'succeeded', total_steps: 4 }); // the DeepInfra route would take 25
+  });
+});
+
+describe('POST /v1/openai/images/edits', () => {
+  it('does image-to-image from an uploaded file through the openai SDK, with the model defaults', async () => {
+    const client = new OpenAI({ apiKey: TOKEN, baseURL: `${url}/v1/openai`, maxRetries: 0 });
+    const src = await postJson(url + SCHNELL, { prompt: 'a red square', width: 128, height: 128, seed: 1, num_inference_steps: 2 }, AUTH);
+    const png = pngSize(src.body.images[0]).bytes;
+    const edit = async (extra: Record<string, unknown> = {}) =>
+      client.images
+        .edit({ image: await toFile(png, 'in.png', { type: 'image/png' }), prompt: PROMPT, size: '128x128' as '256x256', ...extra, seed: 7, strength: 0.6 } as never)
+        .withResponse();
+    const { data: res, response } = await edit();
+    expect(res.data).toHaveLength(1);
+    expect(pngSize(res.data![0]!.b64_json!)).toMatchObject({ width: 128, height: 128 });
+    expect(res.data![0]!.revised_prompt).toBe(PROMPT);
+    const st = (await (await fetch(`${url}/v1/inference/requests/${response.headers.get('x-request-id')}`, { headers: AUTH })).json()) as { status: string; total_steps: number };
+    expect(st.status).toBe('succeeded');
+    // strength 0.6 of the model's 4 steps runs at most 4 (of the DeepInfra route's 25 it would run 15)
+    expect(st.total_steps).toBeGreaterThan(0);
+    expect(st.total_steps).toBeLessThanOrEqual(4);
+    // the input image mattered: the same seed without it is another image
+    const t2i = await client.images.generate({ prompt: PROMPT, size: '128x128' as '256x256', seed: 7 } as never);
+    expect((t2i as { data: { b64_json: string }[] }).data[0]!.b64_json).not.toBe(res.data![0]!.b64_json);
+    // no image, a mask: 400 naming the field
+    const form = new FormData();
+    form.append('prompt', PROMPT);
+    const none = await fetch(`${url}/v1/openai/images/edits`, { method: 'POST', body: form, headers: AUTH });
+    expect(none.status).toBe(400);
+    expect(((await none.json()) as any).error).toMatchObject({ type: 'invalid_request_error', param: 'image' });
+    await expect(edit({ mask: await toFile(png, 'mask.png', { type: 'image/png' }) })).rejects.toMatchObject({ status: 400, error: { param: 'mask' } });
   });
 });
 

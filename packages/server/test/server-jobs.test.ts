@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InProcessJobQueue, ServerConfigError, TokenChecker, isLoopbackHost, isPrivateAddress, resolveWebhookTarget, type FluxServer } from '../src/index.ts';
 import { SCHNELL, SlowGenerator, getJson, postJson, readEvents, start } from './helpers.ts';
@@ -185,6 +186,12 @@ describe('webhooks', () => {
     expect(last.headers['x-flux-signature']).toBe(`sha256=${createHmac('sha256', secret).update(last.body).digest('hex')}`);
     expect(hook.hits[0]!.body).toBe(last.body);
     expect(last.headers['x-request-id']).toBe(r.body.request_id);
+    // Standard Webhooks too: a plain (not whsec_) secret is the key's UTF-8 bytes ("raw" for the verifiers); the
+    // retry carries the same webhook-id as the first attempt
+    expect(new Webhook(secret, { format: 'raw' }).verify(last.body, last.headers as Record<string, string>)).toMatchObject({ request_id: r.body.request_id });
+    expect(last.headers['webhook-id']).toBe(`msg_completed_${r.body.request_id}`);
+    expect(hook.hits[0]!.headers['webhook-id']).toBe(last.headers['webhook-id']);
+    expect(last.headers['x-flux-event']).toBe('completed');
     const payload = JSON.parse(last.body);
     expect(payload).toMatchObject({ request_id: r.body.request_id, seed: 5, nsfw_content_detected: [false], inference_status: { status: 'succeeded', tokens_input: 3 } });
     expect(payload.images[0]).toMatch(/^data:image\/png;base64,/);

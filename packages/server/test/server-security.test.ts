@@ -90,7 +90,10 @@ describe('1. no request without a token, however the path is spelled', () => {
     const id = done.body.request_id as string;
     const routes: [string, string, unknown?][] = [
       ['POST', '/v1/inference/black-forest-labs/FLUX-1-schnell', { prompt: 'x', width: 128, height: 128, num_inference_steps: 1 }],
+      ['POST', '/v1/inference/black-forest-labs/FLUX-1-schnell?async=true', { prompt: 'x', width: 128, height: 128, num_inference_steps: 1 }],
       ['POST', '/v1/openai/images/generations', { prompt: 'x', size: '128x128', num_inference_steps: 1 }],
+      ['POST', '/v1/openai/images/edits', { prompt: 'x' }],
+      ['GET', '/v1/openai/models'],
       ['GET', `/v1/inference/requests/${id}`],
       ['HEAD', `/v1/inference/requests/${id}`],
       ['DELETE', `/v1/inference/requests/${id}`],
@@ -139,14 +142,17 @@ describe('1. no request without a token, however the path is spelled', () => {
     expect(Number(jobs?.[1])).toBe(1 + reached.filter((r) => r.includes('POST')).length);
   });
 
-  it('keeps /healthz and /metrics public in any spelling, and needs a token everywhere else', async () => {
+  it('keeps /healthz, /metrics and the static page, docs and document public in any spelling, and needs a token everywhere else', async () => {
     const { port } = await serve();
-    for (const target of ['/healthz', '/%68ealthz', `http://127.0.0.1:${port}/healthz`, '/metrics']) {
-      expect((await request(port, 'GET', target)).status, target).toBe(200);
-    }
-    for (const target of ['/', '/docs', '/healthz/x', '/v1', '/favicon.ico']) {
+    const publicRoutes = ['/healthz', '/%68ealthz', `http://127.0.0.1:${port}/healthz`, '/metrics', '/', '/docs', '/%64ocs', '/openapi.json', '/ui/app.js', '/ui/style.css', '/ui/docs.js', '/ui/docs.css'];
+    for (const target of publicRoutes) expect((await request(port, 'GET', target)).status, target).toBe(200);
+    for (const target of ['/healthz/x', '/v1', '/favicon.ico', '/index.html', '/ui/', '/ui/../src/server.ts', '/ui/app.js/x', '/docs/x', '/openapi.json/x', '/web/app.js']) {
       expect((await request(port, 'GET', target)).status, target).toBe(401);
     }
+    // the public files cannot be written to, and carry a policy that keeps their scripts and calls on this origin
+    expect((await request(port, 'POST', '/', { json: {} })).status).toBe(401);
+    const page = await request(port, 'GET', '/');
+    expect(page.headers['content-security-policy']).toMatch(/default-src 'none'; script-src 'self'/);
   });
 });
 
@@ -303,7 +309,7 @@ describe('3/4. the HTTP thread answers while a job computes', () => {
     // a corrupt image past its header is found by the decoder, in the job: a 422 naming the image
     const broken = await postJson(url + SCHNELL, { prompt: 'x', width: 128, height: 128, num_inference_steps: 1, image: pngBomb(64, 64).toString('base64') }, AUTH);
     expect(broken.status).toBe(422);
-    expect(broken.body.error.type).toBe('BAD_PNG');
+    expect(broken.body.error.type).toBe('bad_png'); // the library's BAD_PNG in the API's one casing (errors.ts)
     expect((await gen.memory())?.numTensors).toBeGreaterThan(0);
   });
 });

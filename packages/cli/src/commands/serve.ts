@@ -7,14 +7,31 @@ import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
 import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
 import { onShutdownSignals } from '../signals.ts';
-import { RedisJobQueue, ThreadedGenerator, createServer, isLoopbackHost, tokensFromEnv, type Generator, type JobQueue, type JobStatus } from '@flux-ts/server';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  RedisJobQueue,
+  ThreadedGenerator,
+  createServer,
+  isLoopbackHost,
+  parseRetrySchedule,
+  sqliteAvailable,
+  tokensFromEnv,
+  type Generator,
+  type JobQueue,
+  type JobStatus,
+} from '@flux-ts/server';
+
+/** Where the job journal lives unless --journal says otherwise. */
+const DEFAULT_JOURNAL = join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'flux-ts', 'jobs.sqlite');
 
 const USAGE = `usage: pnpm flux serve --model PATH [options]
 
 Serve FLUX.1 over HTTP, compatible with DeepInfra's API:
   POST /v1/inference/black-forest-labs/FLUX-1-schnell (FLUX-1-dev for a dev model), multipart or JSON
   GET|DELETE /v1/inference/requests/ID, GET /v1/inference/requests/ID/events (server-sent events)
-  POST /v1/openai/images/generations, GET /healthz, GET /metrics
+  POST /v1/openai/images/generations|edits, GET /v1/openai/models, GET /healthz, GET /metrics
+  GET / (a web page), GET /docs (API docs), GET /openapi.json
 
 options:
   --model PATH             a FLUX.1 model (diffusers folder, BFL file, HF cache snapshot or repo id); give it
@@ -28,6 +45,10 @@ options:
   --redis URL              put jobs on a shared Redis queue (BullMQ) for \`pnpm flux worker\` processes instead
                            of generating here (default: in-process; also $FLUX_REDIS_URL)
   --redis-prefix P         queue name / key prefix shared with the workers (default flux)
+  --journal PATH           the job journal (SQLite; without --redis): queued jobs, interrupted ones and owed
+                           webhooks survive a crash (default ${DEFAULT_JOURNAL})
+  --no-journal             keep jobs in memory only (a killed server loses queued jobs and owed webhooks)
+  --result-ttl S           seconds a finished job's status and result can be fetched (default 3600)
   --max-body-mb N          largest request body, multipart forms counted part by part (default 16)
   --max-upload-mb N        largest uploaded image file (default 10)
   --max-image-pixels N     largest input image as its header declares it, width x height (default 16777216,
@@ -36,7 +57,10 @@ options:
   --shutdown-timeout S     seconds a graceful shutdown may take before jobs are cancelled and connections
                            closed (default 300)
   --cost-per-image X       inference_status.cost per image (default 0)
-  --webhook-secret S       sign webhook bodies (HMAC-SHA256, header X-Flux-Signature); also $FLUX_WEBHOOK_SECRET
+  --webhook-secret S       sign webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature;
+                           a whsec_<base64> secret, or any string), plus the older X-Flux-Signature; also
+                           $FLUX_WEBHOOK_SECRET. Make one: echo whsec_$(openssl rand -base64 32)
+  --webhook-retries LIST   delays before each retry, e.g. 5s,5m,30m,2h (default 5s,5m,30m,2h,5h,10h,10h)
   --allow-private-webhooks allow webhooks to loopback / private / link-local addresses (tests, development)
   --shutdown MODE          on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs; a second
                            signal (a second later or more) exits at once
@@ -59,6 +83,10 @@ export async function run(argv: string[]): Promise<number> {
         'max-queue': { type: 'string' },
         redis: { type: 'string' },
         'redis-prefix': { type: 'string' },
+        journal: { type: 'string' },
+        'no-journal': { type: 'boolean' },
+        'result-ttl': { type: 'string' },
+        'webhook-retries': { type: 'string' },
         'max-body-mb': { type: 'string' },
         'max-upload-mb': { type: 'string' },
         'max-image-pixels': { type: 'string' },
@@ -101,10 +129,14 @@ export async function run(argv: string[]): Promise<number> {
   for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency }, backend: values.backend as string | undefined }));
 
   const maxQueued = num('max-queue', values['max-queue'] as string | undefined, 16, 0);
+  const resultTtlS = num('result-ttl', values['result-ttl'] as string | undefined, 3600, 1);
+  const retries = values['webhook-retries'] as string | undefined;
+  const webhookRetryScheduleMs = retries === undefined ? undefined : parseRetrySchedule(retries);
   const redisUrl = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
+  const journal = journalOption(values, redisUrl !== undefined);
   let shared: RedisJobQueue | undefined;
   if (redisUrl) {
-    const q = await RedisJobQueue.connect({ url: redisUrl, prefix: values['redis-prefix'] as string | undefined, maxQueued });
+    const q = await RedisJobQueue.connect({ url: redisUrl, prefix: values['redis-prefix'] as string | undefined, maxQueued, resultTtlS });
     shared = q;
     process.stderr.write(`jobs go to the Redis queue "${values['redis-prefix'] ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
   }
@@ -122,6 +154,9 @@ export async function run(argv: string[]): Promise<number> {
     tokens,
     noAuth: values['no-auth'] === true,
     maxQueued,
+    resultTtlS,
+    ...(journal ? { journal } : {}),
+    ...(webhookRetryScheduleMs ? { webhookRetryScheduleMs } : {}),
     bodyLimit: Math.round(num('max-body-mb', values['max-body-mb'] as string | undefined, 16, 0.001) * 1024 * 1024),
     uploadLimit: Math.round(num('max-upload-mb', values['max-upload-mb'] as string | undefined, 10, 0.001) * 1024 * 1024),
     maxImagePixels: Math.round(num('max-image-pixels', values['max-image-pixels'] as string | undefined, 4096 * 4096, 1)),
@@ -135,6 +170,7 @@ export async function run(argv: string[]): Promise<number> {
     logPrompts: values['log-prompts'] === true,
   });
   const url = await server.listen({ host, port });
+  if (journal) process.stderr.write(`job journal: ${journal}\n`);
   const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
   process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
 
@@ -151,4 +187,24 @@ export async function run(argv: string[]): Promise<number> {
     });
   });
   return 0;
+}
+
+/** --journal PATH, --no-journal, or the default (none with --redis: Redis keeps the jobs). */
+function journalOption(values: Record<string, unknown>, redis: boolean): string | undefined {
+  const given = values.journal as string | undefined;
+  if (values['no-journal'] === true) {
+    if (given !== undefined) throw new FluxError('INVALID_ARGUMENT', 'give --journal PATH or --no-journal, not both');
+    return undefined;
+  }
+  if (redis) {
+    if (given !== undefined) throw new FluxError('INVALID_ARGUMENT', '--journal is for the in-process queue; with --redis the jobs are kept in Redis');
+    return undefined;
+  }
+  const available = sqliteAvailable();
+  if (!available.ok) {
+    if (given !== undefined) throw new FluxError('INVALID_ARGUMENT', available.reason);
+    process.stderr.write(`warning: no job journal (${available.reason})\n`);
+    return undefined;
+  }
+  return given ?? DEFAULT_JOURNAL;
 }

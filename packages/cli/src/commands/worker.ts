@@ -7,7 +7,7 @@ import { FluxError } from '@flux-ts/core';
 import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
 import { onShutdownSignals } from '../signals.ts';
 import { initBackend } from '@flux-ts/flux';
-import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server';
+import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server/worker';
 
 const USAGE = `usage: pnpm flux worker --model PATH --redis redis://HOST:6379 [options]
 
@@ -21,7 +21,8 @@ options:
   --lock-ms N              job lock time; a worker silent this long is taken for dead (default 120000)
   --stalled-check-ms N     how often to look for jobs of dead workers (default 30000)
   --max-stalled N          times a job may lose its worker before it fails (default 1; same on all workers)
-  --result-ttl S           seconds a result waits in Redis for its server (default 3600)
+  --result-ttl S           seconds a result is kept in Redis for status look-ups (default 3600; give the servers'
+                           --result-ttl)
   --cost-per-image X       inference_status.cost per image (default 0)
   --backend B              auto (default), tensorflow, wasm or cpu
   --residency R            transformer weights: auto (default), streamed or resident

@@ -3,8 +3,8 @@
  * `status` first, then queued / running / step / succeeded | failed | cancelled as they happen).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { JobQueue } from './job-queue.ts';
-import { apiError } from './responses.ts';
+import type { JobQueue } from '../job-queue.ts';
+import { apiError } from '../responses.ts';
 
 export function registerJobRoutes(app: FastifyInstance, queue: JobQueue): void {
   const notFound = (reply: FastifyReply, id: string) =>
@@ -44,16 +44,25 @@ export function registerJobRoutes(app: FastifyInstance, queue: JobQueue): void {
       return;
     }
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    let ended = false;
     const stop = queue.subscribe(id, (e) => {
+      if (ended) return;
       const { type, ...data } = e;
       write(type, data);
       if (terminal(type)) end();
     });
     function end() {
+      ended = true;
       clearInterval(heartbeat);
       stop();
       if (!res.writableEnded) res.end();
     }
     res.on('close', end);
+    // A job that ended between the look-up above and the subscription (a shared queue answers asynchronously).
+    const now = await queue.get(id);
+    if (!ended && now && terminal(now.status)) {
+      write(now.status, now.status === 'succeeded' ? { request_id: id, result: now.result } : { request_id: id, error: now.error });
+      end();
+    }
   });
 }
