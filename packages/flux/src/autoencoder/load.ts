@@ -16,6 +16,8 @@ import { autoEncoderLayout, type AutoEncoderFormat } from './keys.ts';
 export interface LoadAutoEncoderOptions {
   /** Dims to use instead of the config.json beside the weights (diffusers) or FLUX_VAE (BFL file). */
   params?: AutoEncoderParams;
+  /** Called after each tensor is built (`done` of `total`). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface LoadedAutoEncoder {
@@ -53,7 +55,7 @@ export async function loadAutoEncoder(at: string | WeightsLocation, opts: LoadAu
       prefix: location.prefix,
     });
     try {
-      await weights.loadAll();
+      await weights.loadAll(opts.onProgress);
       return { ae: AutoEncoder.fromCheckpointWeights(params, weights), weightsPath: ckpt.path, paramsSource: source, prefix: location.prefix };
     } catch (e) {
       weights.dispose();

@@ -21,8 +21,8 @@ export const FLUX_TS_VERSION: string = (() => {
 
 export interface GenerationMetadata {
   prompt: string;
-  /** The batch seed (a decimal string when above 2^53). */
-  seed: number | string;
+  /** The batch seed (a decimal string when above 2^53); absent when given latents replaced everything it draws. */
+  seed?: number | string;
   steps: number;
   guidance: number;
   width: number;
@@ -38,8 +38,9 @@ export interface GenerationMetadata {
   strength?: number;
   /** Image-to-image only: the input file's name (pass it again with --image to reproduce). */
   image?: string;
-  /** Initial latents file (--latents), when one was used instead of the seed's noise. */
+  /** Initial latents file (--latents), when one was used instead of the seed's noise, and its values' sha256. */
   latents?: string;
+  latents_sha256?: string;
   version: string;
 }
 
@@ -51,7 +52,7 @@ export function a1111Parameters(m: GenerationMetadata): string {
     ['Schedule type', 'Simple'],
     ['CFG scale', 1],
     ['Distilled CFG Scale', m.guidance],
-    ['Seed', m.seed],
+    ...(m.seed !== undefined ? [['Seed', m.seed] as [string, string | number]] : []),
     ['Size', `${m.width}x${m.height}`],
     ['Model', m.model],
   ];

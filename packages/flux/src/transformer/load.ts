@@ -29,7 +29,10 @@ export interface TransformerWeightsOptions {
   prefix?: string;
 }
 
-export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {}
+export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {
+  /** Resident weights: called after each tensor is built (`done` of `total`). */
+  onLoadProgress?: (done: number, total: number) => void;
+}
 
 /** 'resident' on the native backend with a GPU, else 'streamed' (wasm, cpu, native CPU with its host memory). */
 export function defaultResidency(backend: Pick<BackendInfo, 'name' | 'device'> | undefined = currentBackend()): Residency {
@@ -66,8 +69,8 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
  * models read from `reader` during every forward: keep it open while the model is used (close it after `dispose()`).
  */
 export async function loadTransformer(reader: TensorReader, params: FluxParams, opts: LoadTransformerOptions = {}): Promise<Flux> {
-  const { residency, prefetch, format, prefix, ...fluxOptions } = opts;
+  const { residency, prefetch, format, prefix, onLoadProgress, ...fluxOptions } = opts;
   const weights = openTransformerWeights(reader, params, { residency, prefetch, format, prefix });
-  if (weights.residency === 'resident') await weights.loadAll();
+  if (weights.residency === 'resident') await weights.loadAll(onLoadProgress);
   return new Flux(params, weights, fluxOptions);
 }
