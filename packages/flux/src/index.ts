@@ -56,6 +56,7 @@ export {
 export {
   a1111Parameters,
   FLUX_TS_VERSION,
+  jpegCommentsFor,
   MetadataError,
   pngTextFor,
   readGenerationMetadata,

@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { FluxError } from '@flux-ts/core';
-import { readPngText } from '../image/png.ts';
+import { isJpeg } from '../image/header.ts';
+import { readJpegComments } from '../image/jpeg.ts';
+import { isPng, readPngText } from '../image/png.ts';
 
 export const METADATA_KEY = 'flux-ts';
 export const PARAMETERS_KEY = 'parameters';
@@ -99,12 +101,28 @@ function fromA1111(text: string): Partial<GenerationMetadata> {
   return out;
 }
 
+/** The JPEG comments written with a JPEG (`encodeJpeg`): the A1111 text, then `flux-ts:` and the JSON. */
+export function jpegCommentsFor(m: GenerationMetadata): string[] {
+  return [a1111Parameters(m), `${METADATA_KEY}:${JSON.stringify(m)}`];
+}
+
+/** A JPEG's comments as the PNG text chunks they stand for. */
+function jpegText(bytes: Uint8Array): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of readJpegComments(bytes)) {
+    if (c.startsWith(`${METADATA_KEY}:`)) out[METADATA_KEY] = c.slice(METADATA_KEY.length + 1);
+    else out[PARAMETERS_KEY] ??= c;
+  }
+  return out;
+}
+
 /**
- * The generation parameters stored in a PNG: the `flux-ts` JSON chunk, else what the A1111 `parameters` chunk gives.
- * Throws MetadataError when the file has neither.
+ * The generation parameters stored in a PNG (text chunks) or a JPEG (COM segments): the `flux-ts` JSON, else what the
+ * A1111 `parameters` text gives. Throws MetadataError when the file has neither.
  */
-export function readGenerationMetadata(png: Uint8Array, name = 'image'): Partial<GenerationMetadata> {
-  const text = readPngText(png);
+export function readGenerationMetadata(image: Uint8Array, name = 'image'): Partial<GenerationMetadata> {
+  if (!isPng(image) && !isJpeg(image)) throw new MetadataError(`${name} is neither a PNG nor a JPEG file`);
+  const text = isPng(image) ? readPngText(image) : jpegText(image);
   const json = text[METADATA_KEY];
   if (json !== undefined) {
     try {
@@ -116,5 +134,5 @@ export function readGenerationMetadata(png: Uint8Array, name = 'image'): Partial
   }
   const params = text[PARAMETERS_KEY];
   if (params !== undefined) return fromA1111(params);
-  throw new MetadataError(`${name} has no generation parameters (no "${METADATA_KEY}" or "${PARAMETERS_KEY}" PNG text chunk)`);
+  throw new MetadataError(`${name} has no generation parameters (no "${METADATA_KEY}" or "${PARAMETERS_KEY}" text)`);
 }
