@@ -37,7 +37,7 @@ export interface DenoiseStep {
  * Called after every step, like diffusers' `callback_on_step_end`. Ownership: `latents` and `velocity` belong to the
  * loop and are valid only during the call (read them, clone what you keep, never dispose them). Returning a tensor
  * of the latents' shape replaces the latents from the next step on; the loop then owns it (and disposes it). Returning
- * nothing, or the `latents` given, changes nothing.
+ * nothing (or anything that is not a tensor), or the `latents` given, changes nothing.
  */
 export type StepCallback = (s: DenoiseStep) => void | tf.Tensor | Promise<void | tf.Tensor>;
 
@@ -116,14 +116,15 @@ export async function denoise(opts: DenoiseOptions): Promise<tf.Tensor> {
         x = tf.tidy(() => tf.add(prev, tf.mul(vv, tf.scalar(dt, 'float32'))));
         prev.dispose();
         if (onStep) {
-          let next = await onStep({ step: i + 1, total, latents: x, velocity: v, sigma: sigmas[i + 1]! });
+          let next: unknown = await onStep({ step: i + 1, total, latents: x, velocity: v, sigma: sigmas[i + 1]! });
           if (next === v) next = v.clone(); // the loop disposes its velocity below
-          if (next !== undefined && next !== x) {
-            if (!(next instanceof tf.Tensor) || !tf.util.arraysEqual(next.shape, x.shape) || next.isDisposed) {
-              if (next instanceof tf.Tensor && !next.isDisposed) next.dispose();
+          // Anything but a tensor (a callback written for void that returns a value) changes nothing.
+          if (next instanceof tf.Tensor && next !== x) {
+            if (!tf.util.arraysEqual(next.shape, x.shape) || next.isDisposed) {
+              if (!next.isDisposed) next.dispose();
               throw new FluxError(
                 'invalid_step_latents',
-                `onStep returned ${next instanceof tf.Tensor ? `a tensor of shape [${next.shape.join(', ')}]${next.isDisposed ? ' (disposed)' : ''}` : typeof next}; return nothing, or new latents of shape [${x.shape.join(', ')}]`,
+                `onStep returned a tensor of shape [${next.shape.join(', ')}]${next.isDisposed ? ' (disposed)' : ''}; return nothing, or new latents of shape [${x.shape.join(', ')}]`,
               );
             }
             x.dispose();

@@ -240,6 +240,10 @@ describe('denoise (Euler, float32 like diffusers scheduler.step)', () => {
     });
     expect(blocks).toEqual([]); // the fake model reports no blocks
     expect(Array.from(changed.dataSync())).not.toEqual(Array.from(plain.dataSync()));
+    // a callback written for void that returns something else changes nothing
+    const truthy = await denoise({ ...ins, sigmas, onStep: () => true as never });
+    expectClose(truthy, plain.dataSync() as Float32Array, { relL2: 0, maxAbs: 0 });
+    truthy.dispose();
     // a wrong shape is refused (and disposed)
     await expect(denoise({ ...ins, sigmas, onStep: () => tf.zeros([1, 2]) })).rejects.toMatchObject({ code: 'invalid_step_latents' });
     tf.dispose([plain, kept, changed]);
