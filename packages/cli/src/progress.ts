@@ -47,7 +47,7 @@ export class ProgressDisplay {
   private readonly interval: number;
   private readonly now: () => number;
   /** The run being drawn: its label and last event. */
-  private current: { label: string; last: ProgressEvent } | null = null;
+  private current: { label: string; last: ProgressEvent; part: string; partDone: number; partMs: number } | null = null;
   private drawn = false;
   private lastPlain = 0;
   private lastDraw = 0;
@@ -82,7 +82,10 @@ export class ProgressDisplay {
 
   private status(e: ProgressEvent): string {
     const [one, many] = UNITS[e.unit];
-    const rate = e.elapsedMs > 0 ? e.done / e.elapsedMs : 0; // units per ms, measured in this run
+    // units per ms, measured in this run; within a part of it (T5 after CLIP) from that part's units alone
+    const c = this.current;
+    const inPart = c && c.part === e.part && e.done > c.partDone && e.elapsedMs > c.partMs;
+    const rate = inPart ? (e.done - c.partDone) / (e.elapsedMs - c.partMs) : e.elapsedMs > 0 ? e.done / e.elapsedMs : 0;
     const eta = rate > 0 ? (e.total - e.done) / rate : Infinity;
     const per = e.done > 0 ? e.elapsedMs / e.done : 0;
     if (e.unit === 'byte') return `${(e.done / 1e6).toFixed(1)}/${(e.total / 1e6).toFixed(1)} MB  ETA ${seconds(eta)}`;
@@ -115,9 +118,12 @@ export class ProgressDisplay {
     if (e.stage === 'preview' && e.part !== 'latent-rgb') return; // a vae preview inside a step: the step's bar stays
     const l = label(e);
     if (!this.current || this.current.label !== l || e.done <= this.current.last.done) {
-      this.current = { label: l, last: e };
+      this.current = { label: l, last: e, part: e.part, partDone: 0, partMs: 0 };
       this.lastPlain = this.now();
       if (!this.tty && e.elapsedMs > this.interval) this.plain(e);
+    } else if (this.current.part !== e.part) {
+      const prev = this.current.last;
+      Object.assign(this.current, { part: e.part, partDone: prev.done, partMs: prev.elapsedMs });
     }
     this.current.last = e;
     if (this.tty) this.draw(e.done === e.total);
