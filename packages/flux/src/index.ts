@@ -40,7 +40,7 @@ export {
   type StepPreview,
 } from './pipeline/pipeline.ts';
 export type { ProgressCallback, ProgressEvent, ProgressUnit, Stage } from './pipeline/progress.ts';
-export { fitLatentRgb, projectLatents, type FitOptions, type LatentRgbFit, type LatentRgbProjection } from './pipeline/latent-rgb.ts';
+export { evaluateLatentRgb, fitLatentRgb, projectLatents, type FitOptions, type LatentRgbFit, type LatentRgbProjection } from './pipeline/latent-rgb.ts';
 export { estimateGenerationMemory, type GenerationMemory, type GenerationMemoryInput } from './pipeline/memory.ts';
 export {
   cachedSnapshot,

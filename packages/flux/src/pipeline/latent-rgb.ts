@@ -96,11 +96,8 @@ function solve(a: number[][], b: number[][], lambda: number): number[][] {
   return m.map((row, i) => row.slice(n).map((v) => v / m[i]![i]!));
 }
 
-/**
- * Least-squares latent -> RGB map of `vae` (see the module comment). Runs `images` encodes and decodes of
- * `size`-pixel images (tiling off); leaves no tensors behind.
- */
-export function fitLatentRgb(vae: AutoEncoder, opts: FitOptions = {}): LatentRgbFit {
+/** Latent cells and the decoded colour averaged over each: the samples a fit uses or is checked on. */
+function collectSamples(vae: AutoEncoder, opts: FitOptions): { xs: number[][]; ys: number[][] } {
   const k = opts.images ?? 8;
   const size = opts.size ?? 64;
   const f = vae.downFactor;
@@ -127,19 +124,11 @@ export function fitLatentRgb(vae: AutoEncoder, opts: FitOptions = {}): LatentRgb
     }
     opts.onProgress?.(i + 1, k);
   }
-  const n = channels + 1;
-  const xtx = Array.from({ length: n }, () => new Array<number>(n).fill(0));
-  const xty = Array.from({ length: n }, () => [0, 0, 0]);
-  for (let s = 0; s < xs.length; s++) {
-    const x = xs[s]!;
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) xtx[i]![j]! += x[i]! * x[j]!;
-      for (let c = 0; c < 3; c++) xty[i]![c]! += x[i]! * ys[s]![c]!;
-    }
-  }
-  const scale = xtx.reduce((a, row, i) => a + row[i]!, 0) / n;
-  const beta = solve(xtx, xty, 1e-9 * scale + 1e-12); // [C+1][3], a whisker of ridge: constant latents stay solvable
-  const projection: LatentRgbProjection = { weights: beta.slice(0, channels), bias: beta[channels]! };
+  return { xs, ys };
+}
+
+/** R^2 per colour channel and RMSE of `beta` ([C+1][3], bias last) on the samples. */
+function quality(xs: number[][], ys: number[][], beta: readonly (readonly number[])[]): { r2: [number, number, number]; rmse: number } {
   const mean = [0, 1, 2].map((c) => ys.reduce((a, y) => a + y[c]!, 0) / ys.length);
   const ssTot = [0, 0, 0];
   const ssRes = [0, 0, 0];
@@ -151,7 +140,34 @@ export function fitLatentRgb(vae: AutoEncoder, opts: FitOptions = {}): LatentRgb
     }
   }
   const r2 = ssTot.map((t, c) => (t > 0 ? 1 - ssRes[c]! / t : ssRes[c]! < 1e-12 ? 1 : 0)) as [number, number, number];
-  return { projection, r2, rmse: Math.sqrt(ssRes.reduce((a, b) => a + b, 0) / (3 * xs.length)), samples: xs.length };
+  return { r2, rmse: Math.sqrt(ssRes.reduce((a, b) => a + b, 0) / (3 * xs.length)) };
+}
+
+/**
+ * Least-squares latent -> RGB map of `vae` (see the module comment). Runs `images` encodes and decodes of
+ * `size`-pixel images (tiling off); leaves no tensors behind.
+ */
+export function fitLatentRgb(vae: AutoEncoder, opts: FitOptions = {}): LatentRgbFit {
+  const { xs, ys } = collectSamples(vae, opts);
+  const n = vae.params.zChannels + 1;
+  const xtx = Array.from({ length: n }, () => new Array<number>(n).fill(0));
+  const xty = Array.from({ length: n }, () => [0, 0, 0]);
+  for (let s = 0; s < xs.length; s++) {
+    const x = xs[s]!;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) xtx[i]![j]! += x[i]! * x[j]!;
+      for (let c = 0; c < 3; c++) xty[i]![c]! += x[i]! * ys[s]![c]!;
+    }
+  }
+  const scale = xtx.reduce((a, row, i) => a + row[i]!, 0) / n;
+  const beta = solve(xtx, xty, 1e-9 * scale + 1e-12); // [C+1][3], a whisker of ridge: constant latents stay solvable
+  return { projection: { weights: beta.slice(0, n - 1), bias: beta[n - 1]! }, ...quality(xs, ys, beta), samples: xs.length };
+}
+
+/** How well `p` describes `vae` on images it was not fitted on (another `seed`): R^2 per channel and RMSE. */
+export function evaluateLatentRgb(vae: AutoEncoder, p: LatentRgbProjection, opts: FitOptions = {}): Omit<LatentRgbFit, 'projection'> {
+  const { xs, ys } = collectSamples(vae, { seed: 1, ...opts });
+  return { ...quality(xs, ys, [...p.weights, p.bias]), samples: xs.length };
 }
 
 /** Latents [B, C, h, w] -> one RGB image of h x w per batch entry, through `p`, as the VAE's pixels are rounded. */
