@@ -143,9 +143,11 @@ export class ProgressDisplay {
     this.line(`${l}: ${seconds(ms)}${detail}`);
   }
 
-  /** The pipeline's onStage: a stage's end prints its time. */
-  onStage(stage: Stage, event: 'start' | 'end', ms?: number, detail = ''): void {
-    if (event === 'end') this.finish(stage, ms ?? 0, detail);
+  /** The pipeline's onStage: a stage's end prints its time (the denoising's with its steps). */
+  onStage(stage: Stage, event: 'start' | 'end', ms?: number): void {
+    if (event !== 'end') return;
+    const steps = stage === 'denoise' ? this.current?.last.steps : undefined;
+    this.finish(stage, ms ?? 0, steps ? `, ${steps} step${steps > 1 ? 's' : ''} (${seconds((ms ?? 0) / steps)} per step)` : '');
   }
 
   /** One line per step in plain mode (the terminal's bar shows the steps). */

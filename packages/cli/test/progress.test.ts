@@ -26,7 +26,7 @@ describe('ProgressDisplay', () => {
     d.onProgress(ev({ stage: 'denoise', part: 'transformer', done: 58, total: 114, step: 2, steps: 2, elapsedMs: 116_000 }));
     expect(out.at(-1)).toMatch(/step 2\/2  block 1\/57  2\.0 s\/block  ETA 1m52s$/);
     d.onStage('denoise', 'end', 228_000);
-    expect(out.at(-1)).toBe('denoise: 3m48s\n');
+    expect(out.at(-1)).toBe('denoise: 3m48s, 2 steps (1m54s per step)\n');
   });
 
   it('the text stage: T5 blocks are timed on their own after the quick CLIP layers', () => {
