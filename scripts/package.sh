@@ -58,11 +58,11 @@ smoke() {
   echo "$t"
   [[ "$t" == function ]] || die "@flux-ts/flux does not export FluxPipeline to plain Node"
   node -e "import('@flux-ts/server').then(m => { if (typeof m.createServer !== 'function') process.exit(1); })" || die "@flux-ts/server does not import"
-  rm -rf tiny-flux cat.png
+  rm -rf tiny-flux out
   cp -r "$ROOT/test/fixtures/pipeline/tiny-flux" tiny-flux
-  say "\$ npx flux-ts generate --model tiny-flux \"a photo of a cat\" --width 128 --height 128 --seed 7 --out cat.png --json"
-  npx --no-install flux-ts generate --model tiny-flux "a photo of a cat" --width 128 --height 128 --seed 7 --out cat.png --json
-  [[ -s cat.png ]] || die "generate wrote no cat.png (relative to $app)"
+  say "\$ npx flux-ts generate --model tiny-flux \"a photo of a cat\" --width 128 --height 128 --seed 7 --out out/cat.png --json"
+  npx --no-install flux-ts generate --model tiny-flux "a photo of a cat" --width 128 --height 128 --seed 7 --out out/cat.png --json
+  [[ -s out/cat.png ]] || die "generate wrote no out/cat.png (relative to $app; the folder is created)"
   say "smoke test passed in $app"
 }
 

@@ -1,19 +1,22 @@
 #!/usr/bin/env node
 /**
  * `flux-ts <command> ...` (`pnpm flux ...` in a clone): parse, call the library, write files. No model logic lives
- * here. Each command is a module in ./commands exporting `run(argv): Promise<number>` (the exit code).
+ * here. Each command is a module in ./commands exporting `command`, its declaration (command.ts): option table and
+ * body. Exit codes: 0 done, 1 an error (one `error:` line), 2 a usage error (a bad argument); with `--json` an
+ * error is one JSON object on stdout, `{"error": {"code", "message"}}`.
  */
 import { readFileSync } from 'node:fs';
 import { isFluxError } from '@flux-ts/core';
+import { runCommand, type CommandSpec } from './command.ts';
 import { PROGRAM } from './options.ts';
 
 /** This command's version (packages/cli/package.json). */
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+type Command = { summary: string; load: () => Promise<{ command: CommandSpec }> };
 
 const COMMANDS: Record<string, Command> = {
-  generate: { summary: 'generate images from a prompt (text-to-image, image-to-image), PNGs with their parameters', load: () => import('./commands/generate.ts') },
+  generate: { summary: 'generate images from a prompt (text-to-image, image-to-image), PNG or JPEG files with their parameters', load: () => import('./commands/generate.ts') },
   inspect: { summary: 'inspect a checkpoint file, index or model folder (headers only)', load: () => import('./commands/inspect.ts') },
   noise: { summary: 'write torch-compatible seeded noise to a safetensors file', load: () => import('./commands/noise.ts') },
   tokenize: { summary: 'show how a prompt is tokenized for CLIP and T5, and where it is truncated', load: () => import('./commands/tokenize.ts') },
@@ -39,15 +42,25 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
-    return name ? 0 : 1;
+    return name ? 0 : 2;
   }
   const command = COMMANDS[name];
   if (!command) {
     console.error(`error: unknown command "${name}"\n\n${usage()}`);
-    return 1;
+    return 2;
   }
   const mod = await command.load();
-  return mod.run(rest);
+  return runCommand(mod.command, rest, command.summary);
+}
+
+/** `--json` among the options (before a `--`): errors go to stdout as JSON too. */
+const argv = process.argv.slice(2);
+const json = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length).includes('--json');
+
+function fail(code: string, message: string, exit: number): void {
+  if (json) console.log(JSON.stringify({ error: { code, message } }));
+  else console.error(`error: ${message}`);
+  process.exitCode = exit;
 }
 
 // A closed stdout (`pnpm flux --help | head -1`) ends the output, not the process with a stack trace.
@@ -56,17 +69,17 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-main(process.argv.slice(2)).then(
+main(argv).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (isFluxError(err)) {
-      console.error(`error: ${err.message}`);
+      fail(err.code, err.message, err.code === 'INVALID_ARGUMENT' ? 2 : 1);
     } else if (process.env.FLUX_DEBUG) {
       console.error(err);
+      process.exitCode = 1;
     } else {
       const msg = err instanceof Error ? err.message : String(err);
-      console.error(`error: internal error: ${msg.split('\n')[0]} (set FLUX_DEBUG=1 for the stack trace, and please report it)`);
+      fail('INTERNAL', `internal error: ${msg.split('\n')[0]} (set FLUX_DEBUG=1 for the stack trace, and please report it)`, 1);
     }
-    process.exitCode = 1;
   },
 );

@@ -44,16 +44,16 @@ describe('pnpm flux noise', () => {
     expect(sameBits(got.data as Float32Array, expected)).toBe(true);
   });
 
-  it('rejects a bad seed or shape with a clear message and exit code 1', async () => {
+  it('rejects a bad seed or shape with a clear message (usage errors exit 2)', async () => {
     const bad = await flux('--shape', '1,16,64,64', '--seed', '18446744073709551616', '--out', join(dir, 'x.safetensors'));
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/^error: seed 18446744073709551616 is out of range: .* -9223372036854775808 to 18446744073709551615/);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^error: --seed: seed 18446744073709551616 is out of range: .* -9223372036854775808 to 18446744073709551615/);
     expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
     const shape = await flux('--shape', '1,16,sixty', '--seed', '1', '--out', join(dir, 'x.safetensors'));
     expect(shape.code).toBe(1);
     expect(shape.stderr).toMatch(/^error: shape "1,16,sixty" is invalid/);
     const missing = await flux('--seed', '1');
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^error: --shape is required/);
   });
 });

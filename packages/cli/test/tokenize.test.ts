@@ -74,10 +74,10 @@ describe('pnpm flux tokenize', () => {
     expect(r.stderr).toMatch(/^error: CLIP tokenizer folder .*tokenizer lacks vocab\.json and merges\.txt; expected vocab\.json and merges\.txt/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const noPrompt = await flux(['--model', model]);
-    expect(noPrompt.code).toBe(1);
+    expect(noPrompt.code).toBe(2);
     expect(noPrompt.stderr).toContain('a prompt is required');
     const badLen = await flux(['--model', model, 'x', '--t5-length', 'abc']);
-    expect(badLen.code).toBe(1);
+    expect(badLen.code).toBe(2);
     expect(badLen.stderr).toContain('--t5-length must be an integer from 1 to 512');
   });
 });

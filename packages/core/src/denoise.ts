@@ -20,8 +20,31 @@ export class AbortError extends FluxError {
   }
 }
 
-/** Called after every step; `latents` is valid only during the call (clone it to keep it). */
-export type StepCallback = (step: number, total: number, latents: tf.Tensor) => void | Promise<void>;
+/** What the loop hands to `onStep` after each step. */
+export interface DenoiseStep {
+  /** 1-based step just taken, of `total`. */
+  step: number;
+  total: number;
+  /** x after the step, at noise level `sigma` (packed [B, L, 64]). */
+  latents: tf.Tensor;
+  /** The model's velocity prediction of this step (same shape). */
+  velocity: tf.Tensor;
+  /** The noise level the latents are now at (sigmas[step]; 0 after the last step). */
+  sigma: number;
+}
+
+/**
+ * Called after every step, like diffusers' `callback_on_step_end`. Ownership: `latents` and `velocity` belong to the
+ * loop and are valid only during the call (read them, clone what you keep, never dispose them). Returning a tensor
+ * of the latents' shape replaces the latents from the next step on; the loop then owns it (and disposes it). Returning
+ * nothing (or anything that is not a tensor), or the `latents` given, changes nothing.
+ */
+export type StepCallback = (s: DenoiseStep) => void | tf.Tensor | Promise<void | tf.Tensor>;
+
+/** x0 = latents - sigma * velocity: the clean-image estimate of a rectified-flow step (= latents when sigma is 0). */
+export function denoisedEstimate(s: Pick<DenoiseStep, 'latents' | 'velocity' | 'sigma'>): tf.Tensor {
+  return tf.tidy(() => tf.sub(s.latents, tf.mul(s.velocity, tf.scalar(s.sigma, 'float32'))));
+}
 
 export interface DenoiseOptions {
   model: FlowModel;
@@ -39,6 +62,8 @@ export interface DenoiseOptions {
   /** Guidance value for models with `guidanceEmbed` (required there, ignored otherwise). */
   guidance?: number;
   onStep?: StepCallback;
+  /** Passed to every model forward (progress inside a step: the transformer reports each block). */
+  onBlock?: (step: number, block: number, blocks: number) => void;
   /** Checked before every step; when aborted the loop disposes its tensors and throws `AbortError`. */
   signal?: AbortSignal;
 }
@@ -68,6 +93,7 @@ export async function denoise(opts: DenoiseOptions): Promise<tf.Tensor> {
       }
       const t = tf.fill([batch], ts[i], 'float32');
       let v: tf.Tensor | undefined;
+      const onBlock = opts.onBlock;
       try {
         v = await model.forward({
           img: x,
@@ -77,7 +103,7 @@ export async function denoise(opts: DenoiseOptions): Promise<tf.Tensor> {
           timesteps: t,
           y: opts.y,
           ...(guidance ? { guidance } : {}),
-        });
+        }, onBlock ? { onBlock: (block, blocks) => onBlock(i + 1, block, blocks) } : undefined);
         if (!tf.util.arraysEqual(v.shape, x.shape)) {
           throw new FluxError(
             'invalid_model_output',
@@ -89,11 +115,26 @@ export async function denoise(opts: DenoiseOptions): Promise<tf.Tensor> {
         const prev = x;
         x = tf.tidy(() => tf.add(prev, tf.mul(vv, tf.scalar(dt, 'float32'))));
         prev.dispose();
+        if (onStep) {
+          let next: unknown = await onStep({ step: i + 1, total, latents: x, velocity: v, sigma: sigmas[i + 1]! });
+          if (next === v) next = v.clone(); // the loop disposes its velocity below
+          // Anything but a tensor (a callback written for void that returns a value) changes nothing.
+          if (next instanceof tf.Tensor && next !== x) {
+            if (!tf.util.arraysEqual(next.shape, x.shape) || next.isDisposed) {
+              if (!next.isDisposed) next.dispose();
+              throw new FluxError(
+                'invalid_step_latents',
+                `onStep returned a tensor of shape [${next.shape.join(', ')}]${next.isDisposed ? ' (disposed)' : ''}; return nothing, or new latents of shape [${x.shape.join(', ')}]`,
+              );
+            }
+            x.dispose();
+            x = next;
+          }
+        }
       } finally {
         t.dispose();
         v?.dispose();
       }
-      if (onStep) await onStep(i + 1, total, x);
     }
     return x;
   } catch (e) {

@@ -22,9 +22,15 @@ export interface FlowModelInputs {
   guidance?: tf.Tensor;
 }
 
+/** Per-call options of a forward: progress inside it. */
+export interface FlowForwardOptions {
+  /** Called after each block (1-based `block` of `blocks`; FLUX.1: 19 double + 38 single = 57). */
+  onBlock?: (block: number, blocks: number) => void;
+}
+
 export interface FlowModel {
   /** True when the model embeds a guidance value (FLUX.1 dev), false for schnell. */
   readonly guidanceEmbed: boolean;
   /** Predicted velocity [B, L, 64]. */
-  forward(inputs: FlowModelInputs): tf.Tensor | Promise<tf.Tensor>;
+  forward(inputs: FlowModelInputs, options?: FlowForwardOptions): tf.Tensor | Promise<tf.Tensor>;
 }

@@ -12,6 +12,23 @@
 export const ALLOWED_SIZES = Object.freeze([128, 256, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024] as const);
 export type AllowedSize = (typeof ALLOWED_SIZES)[number];
 
+/**
+ * Image sides the CLI and the library accept: any multiple of 16 from 128 to 2048 pixels (1344x768, 1216x832, ...).
+ * The HTTP API keeps its list (ALLOWED_SIZES); the library also takes sides down to 16 for tiny test models.
+ */
+export const IMAGE_SIDE = Object.freeze({ min: 128, max: 2048, multiple: 16 });
+
+/** What is wrong with an image side under IMAGE_SIDE's rule (`min` may be lowered), or null when it is fine. */
+export function imageSideProblem(v: number, min: number = IMAGE_SIDE.min): string | null {
+  if (!Number.isInteger(v)) return `must be an integer number of pixels, got ${v}`;
+  if (v < min || v > IMAGE_SIDE.max) return `must be from ${min} to ${IMAGE_SIDE.max} pixels, got ${v}`;
+  if (v % IMAGE_SIDE.multiple !== 0) {
+    const lo = Math.max(min, v - (v % IMAGE_SIDE.multiple));
+    return `must be a multiple of ${IMAGE_SIDE.multiple} pixels, got ${v} (nearest: ${lo} or ${Math.min(IMAGE_SIDE.max, lo + IMAGE_SIDE.multiple)})`;
+  }
+  return null;
+}
+
 /** Longest accepted `prompt` / `negative_prompt`, in UTF-16 code units (JS string length). */
 export const PROMPT_MAX_CHARS = 10_000;
 

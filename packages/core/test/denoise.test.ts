@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../../../test/harness/compare.ts';
 import { loadFixture, type FixtureTensor } from '../../../test/harness/fixtures.ts';
-import { AbortError, denoise } from '../src/denoise.ts';
+import { AbortError, denoise, denoisedEstimate } from '../src/denoise.ts';
 import { FluxError } from '../src/errors.ts';
 import type { FlowModel, FlowModelInputs } from '../src/flow-model.ts';
 import { img2imgPlan, noiseLatents } from '../src/img2img.ts';
@@ -84,7 +84,7 @@ describe('denoise (Euler, float32 like diffusers scheduler.step)', () => {
         ...ins,
         sigmas,
         guidance: c.guidance,
-        onStep: (step, total, latents) => {
+        onStep: ({ step, total, latents }) => {
           steps.push(step);
           expect(total).toBe(c.steps);
           expectStep(latents, stateOf(`${c.key}.states`, step), `${c.key} step ${step}`);
@@ -144,7 +144,7 @@ describe('denoise (Euler, float32 like diffusers scheduler.step)', () => {
       ...ins,
       sigmas: getSchedule(8, 1024),
       signal: ac.signal,
-      onStep: (step) => {
+      onStep: ({ step }) => {
         if (step === 3) ac.abort();
       },
     }).catch((e: unknown) => e);
@@ -206,5 +206,64 @@ describe('denoise (Euler, float32 like diffusers scheduler.step)', () => {
     });
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, ins.img_ids, ins.txt, ins.txt_ids, ins.y]);
+  });
+
+  it('onStep: the velocity and sigma give the x0 estimate, returned latents replace the state, nothing leaks', async () => {
+    const consts = [tf.fill([16, 64], 0.5), tf.fill([16, 64], 0.25), tf.zeros([16, 64])];
+    const x = tf.ones([2, 16, 64]);
+    const ins = inputs(new LinearFlow(false, consts), x);
+    const sigmas = getSchedule(4, 1024);
+    const before = tf.memory().numTensors;
+    const plain = await denoise({ ...ins, sigmas });
+    const seen: number[] = [];
+    const kept = await denoise({
+      ...ins,
+      sigmas,
+      onStep: (s) => {
+        seen.push(s.sigma);
+        const x0 = denoisedEstimate(s); // latents - sigma * v
+        const want = tf.tidy(() => tf.sub(s.latents, tf.mul(s.velocity, s.sigma)));
+        expectClose(x0, want.dataSync() as Float32Array, { relL2: 0, maxAbs: 0 });
+        tf.dispose([x0, want]);
+        return s.latents; // the same tensor: no change
+      },
+    });
+    expect(seen).toEqual(sigmas.slice(1));
+    expectClose(kept, plain.dataSync() as Float32Array, { relL2: 0, maxAbs: 0 });
+    // replacing the latents after step 2 by zeros changes the result; the loop owns and frees what it was given
+    const blocks: [number, number, number][] = [];
+    const changed = await denoise({
+      ...ins,
+      sigmas,
+      onBlock: (step, block, n) => blocks.push([step, block, n]),
+      onStep: (s) => (s.step === 2 ? tf.zerosLike(s.latents) : undefined),
+    });
+    expect(blocks).toEqual([]); // the fake model reports no blocks
+    expect(Array.from(changed.dataSync())).not.toEqual(Array.from(plain.dataSync()));
+    // a callback written for void that returns something else changes nothing
+    const truthy = await denoise({ ...ins, sigmas, onStep: () => true as never });
+    expectClose(truthy, plain.dataSync() as Float32Array, { relL2: 0, maxAbs: 0 });
+    truthy.dispose();
+    // a wrong shape is refused (and disposed)
+    await expect(denoise({ ...ins, sigmas, onStep: () => tf.zeros([1, 2]) })).rejects.toMatchObject({ code: 'invalid_step_latents' });
+    tf.dispose([plain, kept, changed]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, ins.img_ids, ins.txt, ins.txt_ids, ins.y, ...consts]);
+  });
+
+  it('passes onBlock to the model forward with the step number', async () => {
+    const x = tf.ones([1, 4, 64]);
+    const ins = inputs(new LinearFlow(false, []), x);
+    const model: FlowModel = {
+      guidanceEmbed: false,
+      forward: (_inputs, o) => {
+        for (let b = 1; b <= 3; b++) o?.onBlock?.(b, 3);
+        return tf.zerosLike(x);
+      },
+    };
+    const blocks: string[] = [];
+    const out = await denoise({ ...ins, model, sigmas: getSchedule(2, 1024), onBlock: (s, b, n) => blocks.push(`${s}:${b}/${n}`) });
+    expect(blocks).toEqual(['1:1/3', '1:2/3', '1:3/3', '2:1/3', '2:2/3', '2:3/3']);
+    tf.dispose([out, x, ins.img_ids, ins.txt, ins.txt_ids, ins.y]);
   });
 });

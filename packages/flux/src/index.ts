@@ -1,17 +1,47 @@
 // Public API of @flux-ts/flux. Deeper modules stay importable by path (tests, benchmarks), but this is the surface.
 
+// The tfjs instance the models run on: use this one in stage-API code (a second copy of tfjs-core would hold its
+// own backends and tensors).
+export * as tf from '@tensorflow/tfjs-core';
+// The sampler's pieces the stage API needs, and the one abort error, from the same copy of @flux-ts/core.
+export {
+  AbortError,
+  denoise,
+  denoisedEstimate,
+  FluxError,
+  getSchedule,
+  imageIds,
+  imageSeqLen,
+  IMAGE_SIDE,
+  latentShape,
+  packLatents,
+  textIds,
+  TorchGenerator,
+  unpackLatents,
+  type DenoiseStep,
+} from '@flux-ts/core';
+
 // The pipeline: find a model, generate images.
 export {
   FluxPipeline,
   GenerateError,
+  LIBRARY_MIN_SIDE,
   type GenerateOptions,
   type GenerateResult,
   type GeneratedImage,
+  type LoadOptions,
   type PipelineOptions,
-  type Stage,
+  type PreviewImage,
+  type PreviewMode,
+  type PreviewOptions,
   type StageTimings,
+  type StepCallback,
   type StepInfo,
+  type StepPreview,
 } from './pipeline/pipeline.ts';
+export type { ProgressCallback, ProgressEvent, ProgressUnit, Stage } from './pipeline/progress.ts';
+export { evaluateLatentRgb, fitLatentRgb, projectLatents, type FitOptions, type LatentRgbFit, type LatentRgbProjection } from './pipeline/latent-rgb.ts';
+export { estimateGenerationMemory, type GenerationMemory, type GenerationMemoryInput } from './pipeline/memory.ts';
 export {
   cachedSnapshot,
   diffusersLocation,
@@ -26,6 +56,7 @@ export {
 export {
   a1111Parameters,
   FLUX_TS_VERSION,
+  jpegCommentsFor,
   MetadataError,
   pngTextFor,
   readGenerationMetadata,
@@ -127,6 +158,7 @@ export { formatInspectReport, inspectCheckpoint, inspectPath, type InspectReport
 export {
   BackendError,
   currentBackend,
+  ensureBackend,
   initBackend,
   listBackends,
   parseBackendChoice,
@@ -135,6 +167,7 @@ export {
   type BackendName,
   type Residency,
 } from './runtime/backend.ts';
+export { bf16Available, nativeHandleCount, PRECISION_CHOICES, PrecisionError, resolvePrecision, type Precision, type PrecisionChoice } from './runtime/bf16.ts';
 export { attention, rope, timestepEmbedding, type Rope } from './math.ts';
 
 // Hugging Face hub downloads.

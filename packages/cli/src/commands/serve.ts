@@ -3,12 +3,12 @@
  * HTTP server (packages/server). Parse, load (each model on a generation thread of its own), listen, and shut down
  * gracefully on SIGINT / SIGTERM (signals.ts).
  */
-import { parseArgs } from 'node:util';
-import { FluxError } from '@flux-ts/core';
-import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
-import { onShutdownSignals } from '../signals.ts';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { FluxError } from '@flux-ts/core';
+import type { CommandSpec, ParsedArgs } from '../command.ts';
+import { flag, modelsOption, num, precisionOption, RUNTIME_OPTIONS, SERVED_MODELS_OPTIONS, str, type CliResidency } from '../options.ts';
+import { onShutdownSignals } from '../signals.ts';
 import {
   RedisJobQueue,
   ThreadedGenerator,
@@ -22,177 +22,144 @@ import {
   type JobStatus,
 } from '@flux-ts/server';
 
-/** Where the job journal lives unless --journal says otherwise. */
 const DEFAULT_JOURNAL = join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'flux-ts', 'jobs.sqlite');
 
-const USAGE = `usage: pnpm flux serve --model PATH [options]
-
-Serve FLUX.1 over HTTP, compatible with DeepInfra's API:
+export const command: CommandSpec = {
+  name: 'serve',
+  usage: '--model PATH [options]',
+  description: `Serve FLUX.1 over HTTP, compatible with DeepInfra's API:
   POST /v1/inference/black-forest-labs/FLUX-1-schnell (FLUX-1-dev for a dev model), multipart or JSON
   GET|DELETE /v1/inference/requests/ID, GET /v1/inference/requests/ID/events (server-sent events)
   POST /v1/openai/images/generations|edits, GET /v1/openai/models, GET /healthz, GET /metrics
-  GET / (a web page), GET /docs (API docs), GET /openapi.json
+  GET / (a web page), GET /docs (API docs), GET /openapi.json`,
+  groups: [
+    SERVED_MODELS_OPTIONS,
+    {
+      title: 'listening and auth',
+      options: [
+        { name: 'host', type: 'string', arg: 'H', help: 'listen address (default 127.0.0.1)' },
+        { name: 'port', short: 'p', type: 'integer', arg: 'P', min: 0, max: 65535, help: 'port (default 8080; 0 picks a free one)' },
+        { name: 'token', type: 'string', arg: 'T', multiple: true, help: 'accepted bearer token (repeatable; also $FLUX_API_TOKENS, comma separated)' },
+        { name: 'no-auth', type: 'boolean', help: 'serve without tokens on a non-loopback address (refused otherwise)' },
+      ],
+    },
+    {
+      title: 'jobs',
+      options: [
+        { name: 'max-queue', type: 'integer', arg: 'N', min: 0, help: 'waiting jobs per model before 429 (default 16; with --redis: waiting + running jobs on the shared queue)' },
+        { name: 'redis', type: 'string', arg: 'URL', help: 'put jobs on a shared Redis queue (BullMQ) for `flux-ts worker` processes instead of generating here (default: in-process; also $FLUX_REDIS_URL)' },
+        { name: 'redis-prefix', type: 'string', arg: 'P', help: 'queue name / key prefix shared with the workers (default flux)' },
+        { name: 'journal', type: 'string', arg: 'PATH', help: `the job journal (SQLite; without --redis): queued jobs, interrupted ones and owed webhooks survive a crash (default ${DEFAULT_JOURNAL})` },
+        { name: 'no-journal', type: 'boolean', help: 'keep jobs in memory only (a killed server loses queued jobs and owed webhooks)' },
+        { name: 'result-ttl', type: 'number', arg: 'S', min: 1, help: "seconds a finished job's status and result can be fetched (default 3600)" },
+        { name: 'cost-per-image', type: 'number', arg: 'X', min: 0, help: 'inference_status.cost per image (default 0)' },
+        { name: 'shutdown', type: 'string', arg: 'MODE', choices: ['finish', 'cancel'], help: 'on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs; a second signal (a second later or more) exits at once' },
+      ],
+    },
+    {
+      title: 'limits',
+      options: [
+        { name: 'max-body-mb', type: 'number', arg: 'N', min: 0.001, help: 'largest request body, multipart forms counted part by part (default 16)' },
+        { name: 'max-upload-mb', type: 'number', arg: 'N', min: 0.001, help: 'largest uploaded image file (default 10)' },
+        { name: 'max-image-pixels', type: 'number', arg: 'N', min: 1, help: 'largest input image as its header declares it, width x height (default 16777216, 4096 x 4096); larger ones get a 422 before any decoding' },
+        { name: 'request-timeout', type: 'number', arg: 'S', min: 0.001, help: 'seconds to receive a whole request, headers and body (default 120; then 408)' },
+        { name: 'shutdown-timeout', type: 'number', arg: 'S', min: 0, help: 'seconds a graceful shutdown may take before jobs are cancelled and connections closed (default 300)' },
+      ],
+    },
+    {
+      title: 'webhooks and logs',
+      options: [
+        { name: 'webhook-secret', type: 'string', arg: 'S', help: 'sign webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature; a whsec_<base64> secret, or any string), plus the older X-Flux-Signature; also $FLUX_WEBHOOK_SECRET. Make one: echo whsec_$(openssl rand -base64 32)' },
+        { name: 'webhook-retries', type: 'string', arg: 'LIST', help: 'delays before each retry, e.g. 5s,5m,30m,2h (default 5s,5m,30m,2h,5h,10h,10h)' },
+        { name: 'allow-private-webhooks', type: 'boolean', help: 'allow webhooks to loopback / private / link-local addresses (tests, development)' },
+        { name: 'log-level', type: 'string', arg: 'L', help: 'pino level (default info)' },
+        { name: 'log-prompts', type: 'boolean', help: 'log prompt text at info' },
+      ],
+    },
+    RUNTIME_OPTIONS,
+  ],
+  async run(args) {
+    const models = modelsOption(args, 'serve', 'the model to serve');
+    const shutdown = (str(args, 'shutdown') ?? 'finish') as 'finish' | 'cancel';
+    const residency = (str(args, 'residency') ?? 'auto') as CliResidency;
+    const port = num(args, 'port', 8080);
+    const tokens = [...((args.values.token as string[] | undefined) ?? []), ...tokensFromEnv(process.env.FLUX_API_TOKENS)];
 
-options:
-  --model PATH             a FLUX.1 model (diffusers folder, BFL file, HF cache snapshot or repo id); give it
-                           twice to serve a schnell and a dev model (default: $FLUX_MODEL)
-  --host H                 listen address (default 127.0.0.1)
-  --port P                 port (default 8080; 0 picks a free one)
-  --token T                accepted bearer token (repeatable; also $FLUX_API_TOKENS, comma separated)
-  --no-auth                serve without tokens on a non-loopback address (refused otherwise)
-  --max-queue N            waiting jobs per model before 429 (default 16; with --redis: waiting + running
-                           jobs on the shared queue)
-  --redis URL              put jobs on a shared Redis queue (BullMQ) for \`pnpm flux worker\` processes instead
-                           of generating here (default: in-process; also $FLUX_REDIS_URL)
-  --redis-prefix P         queue name / key prefix shared with the workers (default flux)
-  --journal PATH           the job journal (SQLite; without --redis): queued jobs, interrupted ones and owed
-                           webhooks survive a crash (default ${DEFAULT_JOURNAL})
-  --no-journal             keep jobs in memory only (a killed server loses queued jobs and owed webhooks)
-  --result-ttl S           seconds a finished job's status and result can be fetched (default 3600)
-  --max-body-mb N          largest request body, multipart forms counted part by part (default 16)
-  --max-upload-mb N        largest uploaded image file (default 10)
-  --max-image-pixels N     largest input image as its header declares it, width x height (default 16777216,
-                           4096 x 4096); larger ones get a 422 before any decoding
-  --request-timeout S      seconds to receive a whole request, headers and body (default 120; then 408)
-  --shutdown-timeout S     seconds a graceful shutdown may take before jobs are cancelled and connections
-                           closed (default 300)
-  --cost-per-image X       inference_status.cost per image (default 0)
-  --webhook-secret S       sign webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature;
-                           a whsec_<base64> secret, or any string), plus the older X-Flux-Signature; also
-                           $FLUX_WEBHOOK_SECRET. Make one: echo whsec_$(openssl rand -base64 32)
-  --webhook-retries LIST   delays before each retry, e.g. 5s,5m,30m,2h (default 5s,5m,30m,2h,5h,10h,10h)
-  --allow-private-webhooks allow webhooks to loopback / private / link-local addresses (tests, development)
-  --shutdown MODE          on SIGINT/SIGTERM: finish (default) or cancel queued and running jobs; a second
-                           signal (a second later or more) exits at once
-  --log-level L            pino level (default info); --log-prompts logs prompt text at info
-  --backend B              auto (default), tensorflow, wasm or cpu
-  --residency R            transformer weights: auto (default), streamed or resident
-  -h, --help               show this help`;
+    const host = str(args, 'host') ?? '127.0.0.1';
+    if (tokens.length === 0 && !flag(args, 'no-auth') && !isLoopbackHost(host)) {
+      throw new FluxError('REFUSED', `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`);
+    }
 
-export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | string[] | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string', short: 'm', multiple: true },
-        host: { type: 'string' },
-        port: { type: 'string', short: 'p' },
-        token: { type: 'string', multiple: true },
-        'no-auth': { type: 'boolean' },
-        'max-queue': { type: 'string' },
-        redis: { type: 'string' },
-        'redis-prefix': { type: 'string' },
-        journal: { type: 'string' },
-        'no-journal': { type: 'boolean' },
-        'result-ttl': { type: 'string' },
-        'webhook-retries': { type: 'string' },
-        'max-body-mb': { type: 'string' },
-        'max-upload-mb': { type: 'string' },
-        'max-image-pixels': { type: 'string' },
-        'request-timeout': { type: 'string' },
-        'shutdown-timeout': { type: 'string' },
-        'cost-per-image': { type: 'string' },
-        'webhook-secret': { type: 'string' },
-        'allow-private-webhooks': { type: 'boolean' },
-        shutdown: { type: 'string' },
-        'log-level': { type: 'string' },
-        'log-prompts': { type: 'boolean' },
-        backend: { type: 'string' },
-        residency: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new FluxError('INVALID_ARGUMENT', `${(e as Error).message}; see pnpm flux serve --help`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const models = modelsOption(values, 'serve', 'the model to serve');
-  const shutdown = (values.shutdown as string | undefined) ?? 'finish';
-  if (shutdown !== 'finish' && shutdown !== 'cancel') throw new FluxError('INVALID_ARGUMENT', `--shutdown must be finish or cancel, got ${shutdown}`);
-  const residency = residencyOption(values.residency as string | undefined);
-  const port = num('port', values.port as string | undefined, 8080);
-  if (!Number.isInteger(port) || port > 65535) throw new FluxError('INVALID_ARGUMENT', `--port must be an integer 0..65535, got ${String(values.port)}`);
-  const tokens = [...((values.token as string[] | undefined) ?? []), ...tokensFromEnv(process.env.FLUX_API_TOKENS)];
+    const generators: Generator[] = [];
+    const precision = precisionOption(args);
+    for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency, precision }, backend: str(args, 'backend') }));
 
-  const host = (values.host as string | undefined) ?? '127.0.0.1';
-  if (tokens.length === 0 && values['no-auth'] !== true && !isLoopbackHost(host)) {
-    throw new FluxError('INVALID_ARGUMENT', `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`);
-  }
+    const maxQueued = num(args, 'max-queue', 16);
+    const resultTtlS = num(args, 'result-ttl', 3600);
+    const retries = str(args, 'webhook-retries');
+    const webhookRetryScheduleMs = retries === undefined ? undefined : parseRetrySchedule(retries);
+    const redisUrl = str(args, 'redis') ?? process.env.FLUX_REDIS_URL;
+    const journal = journalOption(args, redisUrl !== undefined);
+    let shared: RedisJobQueue | undefined;
+    if (redisUrl) {
+      const q = await RedisJobQueue.connect({ url: redisUrl, prefix: str(args, 'redis-prefix'), maxQueued, resultTtlS });
+      shared = q;
+      process.stderr.write(`jobs go to the Redis queue "${str(args, 'redis-prefix') ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
+    }
 
-  const generators: Generator[] = [];
-  for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency }, backend: values.backend as string | undefined }));
-
-  const maxQueued = num('max-queue', values['max-queue'] as string | undefined, 16, 0);
-  const resultTtlS = num('result-ttl', values['result-ttl'] as string | undefined, 3600, 1);
-  const retries = values['webhook-retries'] as string | undefined;
-  const webhookRetryScheduleMs = retries === undefined ? undefined : parseRetrySchedule(retries);
-  const redisUrl = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
-  const journal = journalOption(values, redisUrl !== undefined);
-  let shared: RedisJobQueue | undefined;
-  if (redisUrl) {
-    const q = await RedisJobQueue.connect({ url: redisUrl, prefix: values['redis-prefix'] as string | undefined, maxQueued, resultTtlS });
-    shared = q;
-    process.stderr.write(`jobs go to the Redis queue "${values['redis-prefix'] ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
-  }
-
-  const server = await createServer({
-    generators,
-    ...(shared
-      ? {
-          queueFactory: (_worker: unknown, onChange: (s: JobStatus, prev?: string) => void): JobQueue => {
-            shared!.onChange = onChange;
-            return shared!;
-          },
-        }
-      : {}),
-    tokens,
-    noAuth: values['no-auth'] === true,
-    maxQueued,
-    resultTtlS,
-    ...(journal ? { journal } : {}),
-    ...(webhookRetryScheduleMs ? { webhookRetryScheduleMs } : {}),
-    bodyLimit: Math.round(num('max-body-mb', values['max-body-mb'] as string | undefined, 16, 0.001) * 1024 * 1024),
-    uploadLimit: Math.round(num('max-upload-mb', values['max-upload-mb'] as string | undefined, 10, 0.001) * 1024 * 1024),
-    maxImagePixels: Math.round(num('max-image-pixels', values['max-image-pixels'] as string | undefined, 4096 * 4096, 1)),
-    requestTimeoutMs: Math.round(num('request-timeout', values['request-timeout'] as string | undefined, 120, 0.001) * 1000),
-    shutdownTimeoutMs: Math.round(num('shutdown-timeout', values['shutdown-timeout'] as string | undefined, 300, 0) * 1000),
-    costPerImage: num('cost-per-image', values['cost-per-image'] as string | undefined, 0),
-    webhookSecret: (values['webhook-secret'] as string | undefined) ?? process.env.FLUX_WEBHOOK_SECRET,
-    allowPrivateWebhooks: values['allow-private-webhooks'] === true,
-    shutdown,
-    logger: { level: (values['log-level'] as string | undefined) ?? 'info' },
-    logPrompts: values['log-prompts'] === true,
-  });
-  const url = await server.listen({ host, port });
-  if (journal) process.stderr.write(`job journal: ${journal}\n`);
-  const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
-  process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
-
-  await new Promise<void>((resolve) => {
-    onShutdownSignals({
-      drain: (sig) => {
-        process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks; send it again to exit now)\n`);
-        void server.close().then(resolve);
-      },
-      exitNow: (sig) => {
-        process.stderr.write(`${sig} again: exiting now\n`);
-        process.exit(1);
-      },
+    const server = await createServer({
+      generators,
+      ...(shared
+        ? {
+            queueFactory: (_worker: unknown, onChange: (s: JobStatus, prev?: string) => void): JobQueue => {
+              shared!.onChange = onChange;
+              return shared!;
+            },
+          }
+        : {}),
+      tokens,
+      noAuth: flag(args, 'no-auth'),
+      maxQueued,
+      resultTtlS,
+      ...(journal ? { journal } : {}),
+      ...(webhookRetryScheduleMs ? { webhookRetryScheduleMs } : {}),
+      bodyLimit: Math.round(num(args, 'max-body-mb', 16) * 1024 * 1024),
+      uploadLimit: Math.round(num(args, 'max-upload-mb', 10) * 1024 * 1024),
+      maxImagePixels: Math.round(num(args, 'max-image-pixels', 4096 * 4096)),
+      requestTimeoutMs: Math.round(num(args, 'request-timeout', 120) * 1000),
+      shutdownTimeoutMs: Math.round(num(args, 'shutdown-timeout', 300) * 1000),
+      costPerImage: num(args, 'cost-per-image', 0),
+      webhookSecret: str(args, 'webhook-secret') ?? process.env.FLUX_WEBHOOK_SECRET,
+      allowPrivateWebhooks: flag(args, 'allow-private-webhooks'),
+      shutdown,
+      logger: { level: str(args, 'log-level') ?? 'info' },
+      logPrompts: flag(args, 'log-prompts'),
     });
-  });
-  return 0;
-}
+    const url = await server.listen({ host, port });
+    if (journal) process.stderr.write(`job journal: ${journal}\n`);
+    const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
+    process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
+
+    await new Promise<void>((resolve) => {
+      onShutdownSignals({
+        drain: (sig) => {
+          process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks; send it again to exit now)\n`);
+          void server.close().then(resolve);
+        },
+        exitNow: (sig) => {
+          process.stderr.write(`${sig} again: exiting now\n`);
+          process.exit(1);
+        },
+      });
+    });
+    return 0;
+  },
+};
 
 /** --journal PATH, --no-journal, or the default (none with --redis: Redis keeps the jobs). */
-function journalOption(values: Record<string, unknown>, redis: boolean): string | undefined {
-  const given = values.journal as string | undefined;
-  if (values['no-journal'] === true) {
+function journalOption(args: ParsedArgs, redis: boolean): string | undefined {
+  const given = str(args, 'journal');
+  if (flag(args, 'no-journal')) {
     if (given !== undefined) throw new FluxError('INVALID_ARGUMENT', 'give --journal PATH or --no-journal, not both');
     return undefined;
   }

@@ -6,28 +6,23 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { FluxError } from '@flux-ts/core';
-import { PROGRAM } from '../options.ts';
+import type { CommandSpec } from '../command.ts';
 
-const USAGE = `usage: ${PROGRAM} setup-native
-
-Builds the native CPU backend (TensorFlow ${'2.21.0'} from the tensorflow-cpu wheel on PyPI, tfjs-node's addon rebuilt
-for this Node). Needs Linux x86_64, python3 with pip, a C++ compiler and make. Idempotent.
-
-environment:
+export const command: CommandSpec = {
+  name: 'setup-native',
+  usage: '',
+  description: `Builds the native CPU backend (TensorFlow 2.21.0 from the tensorflow-cpu wheel on PyPI, tfjs-node's addon rebuilt for this Node). Needs Linux x86_64, python3 with pip, a C++ compiler and make. Idempotent.`,
+  groups: [],
+  epilog: `environment:
   FLUX_TF_VERSION=V        tensorflow-cpu version (default 2.21.0; 2.12 or newer)
   FLUX_NATIVE_CACHE=DIR    where the wheel and library are cached (default $XDG_CACHE_HOME/flux-ts/native)
-  FLUX_NATIVE_FORCE=1      rebuild even when a working addon is found`;
-
-export async function run(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (argv.length > 0) throw new FluxError('INVALID_ARGUMENT', `setup-native takes no arguments, got ${argv.join(' ')}; see ${PROGRAM} setup-native --help`);
-  const script = fileURLToPath(new URL('../../scripts/setup-native.sh', import.meta.url));
-  return new Promise<number>((resolve, reject) => {
-    const child = spawn('bash', [script], { stdio: 'inherit' });
-    child.on('error', (e) => reject(new FluxError('SETUP_FAILED', `cannot run bash for ${script}: ${e.message}`)));
-    child.on('exit', (code) => resolve(code ?? 1));
-  });
-}
+  FLUX_NATIVE_FORCE=1      rebuild even when a working addon is found`,
+  run() {
+    const script = fileURLToPath(new URL('../../scripts/setup-native.sh', import.meta.url));
+    return new Promise<number>((resolve, reject) => {
+      const child = spawn('bash', [script], { stdio: 'inherit' });
+      child.on('error', (e) => reject(new FluxError('SETUP_FAILED', `cannot run bash for ${script}: ${e.message}`)));
+      child.on('exit', (code) => resolve(code ?? 1));
+    });
+  },
+};

@@ -2,24 +2,10 @@
  * `pnpm flux tokenize --model PATH --prompt "..." [--json] [--t5-length N]`
  * Shows how a prompt is tokenized for CLIP (77 tokens) and T5 (256 schnell / 512 dev), and where it is cut.
  */
-import { parseArgs } from 'node:util';
-import { FluxError } from '@flux-ts/core';
-// NOTE: direct path until @flux-ts/flux's index.ts exports ./tokenizers.ts
+import type { CommandSpec } from '../command.ts';
+import { usageError } from '../command.ts';
+import { flag, MODEL_OPTION, str } from '../options.ts';
 import { loadTokenizers, type TokenizedPrompt } from '@flux-ts/flux';
-
-const HELP = `usage: pnpm flux tokenize --model PATH --prompt "a photo of a cat" [options]
-       pnpm flux tokenize --model PATH "a photo of a cat"
-
-Show how a prompt is tokenized for FLUX.1's two text encoders, exactly as the diffusers pipelines do it:
-CLIP (tokenizer/: vocab.json + merges.txt) gets 77 tokens, T5 (tokenizer_2/: tokenizer.json or spiece.model)
-gets 256 (schnell) or 512 (dev). Tokens past the limit are dropped; the listing shows where.
-
-options:
-  --model      diffusers-layout FLUX.1 folder (with tokenizer/ and tokenizer_2/)
-  --prompt     the prompt (or give it as positional arguments)
-  --t5-length  T5 sequence length (default: 512 when transformer/config.json has guidance_embeds, else 256)
-  --json       print {"clip": {ids, tokens, truncated, ...}, "t5": {...}}; ids are the full padded sequences
-  --help       show this help`;
 
 function summary(r: TokenizedPrompt, maxLength: number) {
   return {
@@ -63,56 +49,41 @@ function listing(title: string, r: TokenizedPrompt, padToken: string, specials: 
   return lines.join('\n');
 }
 
-export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string', short: 'm' },
-        prompt: { type: 'string', short: 'p' },
-        't5-length': { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (e) {
-    throw new FluxError('INVALID_ARGUMENT', `${(e as Error).message}\n\n${HELP}`);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (typeof values.model !== 'string' || values.model === '') {
-    throw new FluxError('INVALID_ARGUMENT', `--model is required\n\n${HELP}`);
-  }
-  if (typeof values.prompt === 'string' && positionals.length > 0) {
-    throw new FluxError('INVALID_ARGUMENT', 'give the prompt either with --prompt or as positional text, not both');
-  }
-  const prompt = typeof values.prompt === 'string' ? values.prompt : positionals.length > 0 ? positionals.join(' ') : undefined;
-  if (prompt === undefined) throw new FluxError('INVALID_ARGUMENT', `a prompt is required (--prompt "..." or positional)\n\n${HELP}`);
-  let t5Length: number | undefined;
-  if (typeof values['t5-length'] === 'string') {
-    const s = values['t5-length'];
-    t5Length = /^\d+$/.test(s) ? Number(s) : NaN;
-    if (!Number.isInteger(t5Length) || t5Length < 1 || t5Length > 512) {
-      throw new FluxError('INVALID_ARGUMENT', `--t5-length must be an integer from 1 to 512, got "${s}"`);
+export const command: CommandSpec = {
+  name: 'tokenize',
+  usage: '--model PATH [PROMPT] [options]',
+  description: "Show how a prompt is tokenized for FLUX.1's two text encoders, exactly as the diffusers pipelines do it: CLIP (tokenizer/: vocab.json + merges.txt) gets 77 tokens, T5 (tokenizer_2/: tokenizer.json or spiece.model) gets 256 (schnell) or 512 (dev). Tokens past the limit are dropped; the listing shows where.",
+  positionals: { max: Infinity, name: 'prompt words' },
+  groups: [
+    { title: 'model', options: [{ ...MODEL_OPTION, help: 'diffusers-layout FLUX.1 folder (with tokenizer/ and tokenizer_2/)' }] },
+    {
+      title: 'prompt',
+      options: [
+        { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', help: 'the prompt (or give it as positional arguments)' },
+        { name: 't5-length', type: 'integer', arg: 'N', min: 1, max: 512, help: 'T5 sequence length (default: 512 when transformer/config.json has guidance_embeds, else 256)' },
+      ],
+    },
+    { title: 'output', options: [{ name: 'json', type: 'boolean', help: 'print {"clip": {ids, tokens, truncated, ...}, "t5": {...}}; ids are the full padded sequences' }] },
+  ],
+  async run(args) {
+    const model = str(args, 'model');
+    if (!model) throw usageError('tokenize', '--model is required');
+    const given = str(args, 'prompt');
+    if (given !== undefined && args.positionals.length > 0) throw usageError('tokenize', 'give the prompt either with --prompt or as positional text, not both');
+    const prompt = given ?? (args.positionals.length > 0 ? args.positionals.join(' ') : undefined);
+    if (prompt === undefined) throw usageError('tokenize', 'a prompt is required (--prompt "..." or positional)');
+    const t5Length = args.values['t5-length'] as number | undefined;
+    const tk = await loadTokenizers(model, { t5Length });
+    const clip = tk.clip.tokenize(prompt);
+    const t5 = tk.t5.tokenize(prompt);
+    if (flag(args, 'json')) {
+      console.log(JSON.stringify({ clip: summary(clip, tk.clip.maxLength), t5: summary(t5, tk.t5Length) }));
+      return 0;
     }
-  }
-
-  const tk = await loadTokenizers(values.model, { t5Length });
-  const clip = tk.clip.tokenize(prompt);
-  const t5 = tk.t5.tokenize(prompt);
-  if (values.json) {
-    console.log(JSON.stringify({ clip: summary(clip, tk.clip.maxLength), t5: summary(t5, tk.t5Length) }));
+    console.log(`prompt: ${JSON.stringify(prompt)}\n`);
+    console.log(listing('CLIP (tokenizer/)', clip, tk.clip.idToTokenString(tk.clip.padId), new Set([tk.clip.bosId, tk.clip.eosId])));
+    console.log('');
+    console.log(listing(`T5 (tokenizer_2/, length ${tk.t5Length}: ${tk.t5LengthReason})`, t5, tk.t5.idToToken(tk.t5.padId), new Set([tk.t5.eosId, tk.t5.padId])));
     return 0;
-  }
-  console.log(`prompt: ${JSON.stringify(prompt)}\n`);
-  console.log(listing('CLIP (tokenizer/)', clip, tk.clip.idToTokenString(tk.clip.padId), new Set([tk.clip.bosId, tk.clip.eosId])));
-  console.log('');
-  console.log(listing(`T5 (tokenizer_2/, length ${tk.t5Length}: ${tk.t5LengthReason})`, t5, tk.t5.idToToken(tk.t5.padId), new Set([tk.t5.eosId, tk.t5.padId])));
-  return 0;
-}
+  },
+};

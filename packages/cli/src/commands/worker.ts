@@ -2,97 +2,73 @@
  * `pnpm flux worker --model PATH --redis redis://HOST:6379`: a generation worker for `flux serve --redis`. Run any
  * number of them, on any machines that reach the Redis server; each takes one job at a time from the shared queue.
  */
-import { parseArgs } from 'node:util';
 import { FluxError } from '@flux-ts/core';
-import { modelsOption, numberOption as num, residencyOption } from '../options.ts';
+import type { CommandSpec } from '../command.ts';
+import { modelsOption, num, precisionOption, RUNTIME_OPTIONS, SERVED_MODELS_OPTIONS, str, type CliResidency } from '../options.ts';
 import { onShutdownSignals } from '../signals.ts';
 import { initBackend } from '@flux-ts/flux';
 import { PipelineGenerator, startRedisWorker, type Generator } from '@flux-ts/server/worker';
 
-const USAGE = `usage: pnpm flux worker --model PATH --redis redis://HOST:6379 [options]
+export const command: CommandSpec = {
+  name: 'worker',
+  usage: '--model PATH --redis redis://HOST:6379 [options]',
+  description: 'Take generation jobs from the shared Redis queue that `flux-ts serve --redis URL` fills.',
+  groups: [
+    { title: 'model', options: [{ ...SERVED_MODELS_OPTIONS.options[0]!, help: 'the model(s) to generate with (as for serve; give the same ones) (default: $FLUX_MODEL)' }] },
+    {
+      title: 'queue',
+      options: [
+        { name: 'redis', type: 'string', arg: 'URL', help: 'redis://[user:pass@]host:port[/db] (default: $FLUX_REDIS_URL)' },
+        { name: 'prefix', type: 'string', arg: 'P', help: 'queue name / key prefix shared with the servers (default flux)' },
+        { name: 'concurrency', type: 'integer', arg: 'N', min: 1, help: 'jobs at once in this process (default 1)' },
+        { name: 'lock-ms', type: 'number', arg: 'N', min: 100, help: 'job lock time; a worker silent this long is taken for dead (default 120000)' },
+        { name: 'stalled-check-ms', type: 'number', arg: 'N', min: 100, help: 'how often to look for jobs of dead workers (default 30000)' },
+        { name: 'max-stalled', type: 'integer', arg: 'N', min: 0, help: 'times a job may lose its worker before it fails (default 1; same on all workers)' },
+        { name: 'result-ttl', type: 'number', arg: 'S', min: 1, help: "seconds a result is kept in Redis for status look-ups (default 3600; give the servers' --result-ttl)" },
+        { name: 'cost-per-image', type: 'number', arg: 'X', min: 0, help: 'inference_status.cost per image (default 0)' },
+      ],
+    },
+    RUNTIME_OPTIONS,
+  ],
+  async run(args) {
+    const models = modelsOption(args, 'worker', 'the model');
+    const url = str(args, 'redis') ?? process.env.FLUX_REDIS_URL;
+    if (!url) throw new FluxError('INVALID_ARGUMENT', 'give the shared queue: --redis redis://HOST:6379 (or set FLUX_REDIS_URL); see pnpm flux worker --help');
+    const residency = (str(args, 'residency') ?? 'auto') as CliResidency;
 
-Take generation jobs from the shared Redis queue that \`pnpm flux serve --redis URL\` fills.
+    const generators: Generator[] = [];
+    const precision = precisionOption(args);
+    for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency, precision }));
+    await initBackend({ backend: str(args, 'backend'), quiet: true });
 
-options:
-  --model PATH             the model(s) to generate with (as for serve; give the same ones) (default: $FLUX_MODEL)
-  --redis URL              redis://[user:pass@]host:port[/db] (default: $FLUX_REDIS_URL)
-  --prefix P               queue name / key prefix shared with the servers (default flux)
-  --concurrency N          jobs at once in this process (default 1)
-  --lock-ms N              job lock time; a worker silent this long is taken for dead (default 120000)
-  --stalled-check-ms N     how often to look for jobs of dead workers (default 30000)
-  --max-stalled N          times a job may lose its worker before it fails (default 1; same on all workers)
-  --result-ttl S           seconds a result is kept in Redis for status look-ups (default 3600; give the servers'
-                           --result-ttl)
-  --cost-per-image X       inference_status.cost per image (default 0)
-  --backend B              auto (default), tensorflow, wasm or cpu
-  --residency R            transformer weights: auto (default), streamed or resident
-  -h, --help               show this help`;
-
-export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | string[] | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string', short: 'm', multiple: true },
-        redis: { type: 'string' },
-        prefix: { type: 'string' },
-        concurrency: { type: 'string' },
-        'lock-ms': { type: 'string' },
-        'stalled-check-ms': { type: 'string' },
-        'max-stalled': { type: 'string' },
-        'result-ttl': { type: 'string' },
-        'cost-per-image': { type: 'string' },
-        backend: { type: 'string' },
-        residency: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new FluxError('INVALID_ARGUMENT', `${(e as Error).message}; see pnpm flux worker --help`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const models = modelsOption(values, 'worker', 'the model');
-  const url = (values.redis as string | undefined) ?? process.env.FLUX_REDIS_URL;
-  if (!url) throw new FluxError('INVALID_ARGUMENT', 'give the shared queue: --redis redis://HOST:6379 (or set FLUX_REDIS_URL); see pnpm flux worker --help');
-  const residency = residencyOption(values.residency as string | undefined);
-
-  const generators: Generator[] = [];
-  for (const m of models) generators.push(await PipelineGenerator.open(m, { transformer: residency }));
-  await initBackend({ backend: values.backend as string | undefined, quiet: true });
-
-  const worker = await startRedisWorker({
-    url,
-    generators,
-    prefix: values.prefix as string | undefined,
-    concurrency: num('concurrency', values.concurrency as string | undefined, 1, 1),
-    lockDurationMs: num('lock-ms', values['lock-ms'] as string | undefined, 120_000, 100),
-    stalledIntervalMs: num('stalled-check-ms', values['stalled-check-ms'] as string | undefined, 30_000, 100),
-    maxStalledCount: num('max-stalled', values['max-stalled'] as string | undefined, 1, 0),
-    resultTtlS: num('result-ttl', values['result-ttl'] as string | undefined, 3600, 1),
-    costPerImage: num('cost-per-image', values['cost-per-image'] as string | undefined, 0),
-    log: (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`),
-  });
-  process.stderr.write(`worker ${worker.name} ready: ${generators.map((g) => `FLUX-1-${g.variant}`).join(', ')} from ${new URL(url).host}\n`);
-
-  await new Promise<void>((resolve) => {
-    onShutdownSignals({
-      drain: (sig) => {
-        process.stderr.write(`${sig}: finishing the running job, then stopping (send it again to exit now)\n`);
-        void worker.close().then(resolve);
-      },
-      exitNow: (sig) => {
-        process.stderr.write(`${sig} again: exiting now (the running job goes back to the queue once its lock expires)\n`);
-        process.exit(1);
-      },
+    const worker = await startRedisWorker({
+      url,
+      generators,
+      prefix: str(args, 'prefix'),
+      concurrency: num(args, 'concurrency', 1),
+      lockDurationMs: num(args, 'lock-ms', 120_000),
+      stalledIntervalMs: num(args, 'stalled-check-ms', 30_000),
+      maxStalledCount: num(args, 'max-stalled', 1),
+      resultTtlS: num(args, 'result-ttl', 3600),
+      costPerImage: num(args, 'cost-per-image', 0),
+      log: (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`),
     });
-  });
-  // With Redis unreachable BullMQ's sockets keep retrying after close; nothing is left to do, so do not linger.
-  setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
-  return 0;
-}
+    process.stderr.write(`worker ${worker.name} ready: ${generators.map((g) => `FLUX-1-${g.variant}`).join(', ')} from ${new URL(url).host}\n`);
+
+    await new Promise<void>((resolve) => {
+      onShutdownSignals({
+        drain: (sig) => {
+          process.stderr.write(`${sig}: finishing the running job, then stopping (send it again to exit now)\n`);
+          void worker.close().then(resolve);
+        },
+        exitNow: (sig) => {
+          process.stderr.write(`${sig} again: exiting now (the running job goes back to the queue once its lock expires)\n`);
+          process.exit(1);
+        },
+      });
+    });
+    // With Redis unreachable BullMQ's sockets keep retrying after close; nothing is left to do, so do not linger.
+    setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
+    return 0;
+  },
+};

@@ -69,6 +69,11 @@ export interface MemoryOptions {
   tiling?: TilingChoice;
   /** Activation budget in bytes for `'auto'` (default: wasm heap left, or half of os.totalmem() minus held tensors). */
   memoryBudgetBytes?: number;
+  /**
+   * Progress inside one encode/decode: after each tile when tiled (`unit` 'tile'), else after each level of the
+   * network (the mid block and every up or down level: `unit` 'level'). `done` counts to `total`.
+   */
+  onProgress?: (done: number, total: number, unit: 'tile' | 'level') => void;
 }
 
 export type EncodeOptions = (
@@ -189,9 +194,10 @@ export class AutoEncoder {
     const xh = tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D; // [B,C,H,W] -> [B,H,W,C]
     let m: tf.Tensor4D; // [B, 2z, h, w]
     try {
+      const onProgress = opts.onProgress;
       m = plan.tiled
-        ? runTiled(xh, plan, (t) => this.encoder.forward(t))
-        : tf.tidy(() => tf.transpose(this.encoder.forward(xh), [0, 3, 1, 2]) as tf.Tensor4D); // [B,h,w,2z] -> [B,2z,h,w]
+        ? runTiled(xh, plan, (t) => this.encoder.forward(t), onProgress && ((d, n) => onProgress(d, n, 'tile')))
+        : tf.tidy(() => tf.transpose(this.encoder.forward(xh, onProgress && ((d, n) => onProgress(d, n, 'level'))), [0, 3, 1, 2]) as tf.Tensor4D); // [B,h,w,2z] -> [B,2z,h,w]
     } finally {
       xh.dispose();
     }
@@ -246,8 +252,9 @@ export class AutoEncoder {
     const { scaleFactor, shiftFactor } = this.params;
     const raw = tf.tidy(() => tf.transpose(tf.add(tf.div(z, scaleFactor), shiftFactor), [0, 2, 3, 1]) as tf.Tensor4D); // [B,z,h,w] -> [B,h,w,z]
     try {
-      if (plan.tiled) return runTiled(raw, plan, (t) => this.decoder.forward(t));
-      return tf.tidy(() => tf.transpose(this.decoder.forward(raw), [0, 3, 1, 2]) as tf.Tensor4D); // [B,H,W,C] -> [B,C,H,W]
+      const onProgress = opts.onProgress;
+      if (plan.tiled) return runTiled(raw, plan, (t) => this.decoder.forward(t), onProgress && ((d, n) => onProgress(d, n, 'tile')));
+      return tf.tidy(() => tf.transpose(this.decoder.forward(raw, onProgress && ((d, n) => onProgress(d, n, 'level'))), [0, 3, 1, 2]) as tf.Tensor4D); // [B,H,W,C] -> [B,C,H,W]
     } finally {
       raw.dispose();
     }

@@ -47,16 +47,22 @@ export class Decoder {
     this.conv_out = new Conv2d(blockIn, outCh, 3, 1, 1);
   }
 
-  /** z [B, h, w, z_channels] -> [B, h*2^(L-1), w*2^(L-1), out_ch] */
-  forward(z: tf.Tensor4D): tf.Tensor4D {
+  /**
+   * z [B, h, w, z_channels] -> [B, h*2^(L-1), w*2^(L-1), out_ch]. `onLevel(k, L + 1)` follows the mid block and each
+   * up level.
+   */
+  forward(z: tf.Tensor4D, onLevel?: (done: number, total: number) => void): tf.Tensor4D {
+    const total = this.up.length + 1;
     let h = this.conv_in.forward(z);
     h = step(h, z, (t) => this.mid.block_1.forward(t));
     h = step(h, z, (t) => this.mid.attn_1.forward(t));
     h = step(h, z, (t) => this.mid.block_2.forward(t));
+    onLevel?.(1, total);
     for (let i = this.up.length - 1; i >= 0; i--) {
       const level = this.up[i];
       for (const block of level.block) h = step(h, z, (t) => block.forward(t));
       if (level.upsample) h = step(h, z, (t) => level.upsample!.forward(t));
+      onLevel?.(this.up.length - i + 1, total);
     }
     return step(h, z, (t) => tf.tidy(() => this.conv_out.forward(swish(this.norm_out.forward(t)))));
   }

@@ -67,16 +67,22 @@ export class Encoder {
     this.conv_out = new Conv2d(blockIn, 2 * zChannels, 3, 1, 1);
   }
 
-  /** x [B, H, W, in_channels] -> [B, H/2^(L-1), W/2^(L-1), 2*z_channels] */
-  forward(x: tf.Tensor4D): tf.Tensor4D {
+  /**
+   * x [B, H, W, in_channels] -> [B, H/2^(L-1), W/2^(L-1), 2*z_channels]. `onLevel(k, L + 1)` follows each down level
+   * and the mid block.
+   */
+  forward(x: tf.Tensor4D, onLevel?: (done: number, total: number) => void): tf.Tensor4D {
+    const total = this.down.length + 1;
     let h = this.conv_in.forward(x);
-    for (const level of this.down) {
+    for (const [i, level] of this.down.entries()) {
       for (const block of level.block) h = step(h, x, (t) => block.forward(t));
       if (level.downsample) h = step(h, x, (t) => level.downsample!.forward(t));
+      onLevel?.(i + 1, total);
     }
     h = step(h, x, (t) => this.mid.block_1.forward(t));
     h = step(h, x, (t) => this.mid.attn_1.forward(t));
     h = step(h, x, (t) => this.mid.block_2.forward(t));
+    onLevel?.(total, total);
     return step(h, x, (t) => tf.tidy(() => this.conv_out.forward(swish(this.norm_out.forward(t)))));
   }
 }

@@ -19,6 +19,8 @@ export interface LoadAutoEncoderOptions {
   params?: AutoEncoderParams;
   /** Convolution weights in bf16 (native backend) or float32 (default). */
   precision?: Precision;
+  /** Called after each tensor is built (`done` of `total`). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface LoadedAutoEncoder {
@@ -57,7 +59,7 @@ export async function loadAutoEncoder(at: string | WeightsLocation, opts: LoadAu
       precision: opts.precision,
     });
     try {
-      await weights.loadAll();
+      await weights.loadAll(opts.onProgress);
       return { ae: AutoEncoder.fromCheckpointWeights(params, weights), weightsPath: ckpt.path, paramsSource: source, prefix: location.prefix };
     } catch (e) {
       weights.dispose();

@@ -12,10 +12,16 @@ import type { TilePlan } from './autoencoder.ts';
  * cropped to tileOut - blend. Blending runs on host arrays in the reference's order. input [B, h, w, c] NHWC ->
  * output [B, C, H, W] NCHW.
  */
-export function runTiled(input: tf.Tensor4D, plan: TilePlan, run: (tile: tf.Tensor4D) => tf.Tensor4D): tf.Tensor4D {
+export function runTiled(
+  input: tf.Tensor4D,
+  plan: TilePlan,
+  run: (tile: tf.Tensor4D) => tf.Tensor4D,
+  onTile?: (done: number, total: number) => void,
+): tf.Tensor4D {
   const [b, h, w, cin] = input.shape;
   const T = plan.tileIn;
   const stride = Math.floor(T * (1 - plan.overlapFactor));
+  const tiles = Math.ceil(h / stride) * Math.ceil(w / stride);
   const blendExtent = Math.floor(plan.tileOut * plan.overlapFactor);
   const rowLimit = plan.tileOut - blendExtent;
   let c = 0;
@@ -32,6 +38,7 @@ export function runTiled(input: tf.Tensor4D, plan: TilePlan, run: (tile: tf.Tens
         return { data: Float32Array.from(tf.transpose(out, [0, 3, 1, 2]).dataSync()), n: b * oc, h: oh, w: ow }; // [B,H,W,C] -> [B,C,H,W]
       });
       row.push(tile);
+      onTile?.(rows.length * Math.ceil(w / stride) + row.length, tiles);
     }
     rows.push(row);
   }

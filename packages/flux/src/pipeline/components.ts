@@ -53,12 +53,17 @@ export interface OpenTransformer {
 }
 
 /** The transformer at the location (its format, prefix and dims as found): 'auto' = resident on a native GPU backend, streamed elsewhere. */
-export async function openTransformer(loc: ModelLocation, residency: Residency | 'auto' = 'auto', precision: Precision = 'fp32'): Promise<OpenTransformer> {
+export async function openTransformer(
+  loc: ModelLocation,
+  residency: Residency | 'auto' = 'auto',
+  onLoadProgress?: (done: number, total: number) => void,
+  precision: Precision = 'fp32',
+): Promise<OpenTransformer> {
   const t = loc.transformer;
   return named('transformer', t.path, async () => {
     const ckpt = await openCheckpoint(t.path);
     try {
-      const model = await loadTransformer(ckpt, t.params, { residency, format: t.format as TransformerFormat, prefix: t.prefix, precision });
+      const model = await loadTransformer(ckpt, t.params, { residency, format: t.format as TransformerFormat, prefix: t.prefix, onLoadProgress, precision });
       return {
         model,
         close: async () => {
@@ -74,8 +79,8 @@ export async function openTransformer(loc: ModelLocation, residency: Residency |
 }
 
 /** The autoencoder at the location (vae/ with its config.json, or BFL's ae.safetensors with FLUX_VAE dims). */
-export async function openAutoEncoder(loc: ModelLocation, precision: Precision = 'fp32'): Promise<AutoEncoder> {
-  return named('vae', loc.vae.path, async () => (await loadAutoEncoder(loc.vae, { precision })).ae);
+export async function openAutoEncoder(loc: ModelLocation, onProgress?: (done: number, total: number) => void, precision: Precision = 'fp32'): Promise<AutoEncoder> {
+  return named('vae', loc.vae.path, async () => (await loadAutoEncoder(loc.vae, { onProgress, precision })).ae);
 }
 
 /**

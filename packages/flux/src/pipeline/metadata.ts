@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { FluxError } from '@flux-ts/core';
-import { readPngText } from '../image/png.ts';
+import { isJpeg } from '../image/header.ts';
+import { readJpegComments } from '../image/jpeg.ts';
+import { isPng, readPngText } from '../image/png.ts';
 
 export const METADATA_KEY = 'flux-ts';
 export const PARAMETERS_KEY = 'parameters';
@@ -21,8 +23,8 @@ export const FLUX_TS_VERSION: string = (() => {
 
 export interface GenerationMetadata {
   prompt: string;
-  /** The batch seed (a decimal string when above 2^53). */
-  seed: number | string;
+  /** The batch seed (a decimal string when above 2^53); absent when given latents replaced everything it draws. */
+  seed?: number | string;
   steps: number;
   guidance: number;
   width: number;
@@ -40,8 +42,9 @@ export interface GenerationMetadata {
   strength?: number;
   /** Image-to-image only: the input file's name (pass it again with --image to reproduce). */
   image?: string;
-  /** Initial latents file (--latents), when one was used instead of the seed's noise. */
+  /** Initial latents file (--latents), when one was used instead of the seed's noise, and its values' sha256. */
   latents?: string;
+  latents_sha256?: string;
   version: string;
 }
 
@@ -53,7 +56,7 @@ export function a1111Parameters(m: GenerationMetadata): string {
     ['Schedule type', 'Simple'],
     ['CFG scale', 1],
     ['Distilled CFG Scale', m.guidance],
-    ['Seed', m.seed],
+    ...(m.seed !== undefined ? [['Seed', m.seed] as [string, string | number]] : []),
     ['Size', `${m.width}x${m.height}`],
     ['Model', m.model],
   ];
@@ -101,12 +104,28 @@ function fromA1111(text: string): Partial<GenerationMetadata> {
   return out;
 }
 
+/** The JPEG comments written with a JPEG (`encodeJpeg`): the A1111 text, then `flux-ts:` and the JSON. */
+export function jpegCommentsFor(m: GenerationMetadata): string[] {
+  return [a1111Parameters(m), `${METADATA_KEY}:${JSON.stringify(m)}`];
+}
+
+/** A JPEG's comments as the PNG text chunks they stand for. */
+function jpegText(bytes: Uint8Array): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of readJpegComments(bytes)) {
+    if (c.startsWith(`${METADATA_KEY}:`)) out[METADATA_KEY] = c.slice(METADATA_KEY.length + 1);
+    else out[PARAMETERS_KEY] ??= c;
+  }
+  return out;
+}
+
 /**
- * The generation parameters stored in a PNG: the `flux-ts` JSON chunk, else what the A1111 `parameters` chunk gives.
- * Throws MetadataError when the file has neither.
+ * The generation parameters stored in a PNG (text chunks) or a JPEG (COM segments): the `flux-ts` JSON, else what the
+ * A1111 `parameters` text gives. Throws MetadataError when the file has neither.
  */
-export function readGenerationMetadata(png: Uint8Array, name = 'image'): Partial<GenerationMetadata> {
-  const text = readPngText(png);
+export function readGenerationMetadata(image: Uint8Array, name = 'image'): Partial<GenerationMetadata> {
+  if (!isPng(image) && !isJpeg(image)) throw new MetadataError(`${name} is neither a PNG nor a JPEG file`);
+  const text = isPng(image) ? readPngText(image) : jpegText(image);
   const json = text[METADATA_KEY];
   if (json !== undefined) {
     try {
@@ -118,5 +137,5 @@ export function readGenerationMetadata(png: Uint8Array, name = 'image'): Partial
   }
   const params = text[PARAMETERS_KEY];
   if (params !== undefined) return fromA1111(params);
-  throw new MetadataError(`${name} has no generation parameters (no "${METADATA_KEY}" or "${PARAMETERS_KEY}" PNG text chunk)`);
+  throw new MetadataError(`${name} has no generation parameters (no "${METADATA_KEY}" or "${PARAMETERS_KEY}" text)`);
 }

@@ -295,6 +295,16 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   return info;
 }
 
+/**
+ * What the pipeline calls on first use: `initBackend()` (FLUX_BACKEND, else auto) unless a backend was already
+ * chosen, by initBackend or by `tf.setBackend` directly; so a library user who never calls initBackend gets the
+ * best backend instead of tfjs' silent JavaScript fallback.
+ */
+export async function ensureBackend(): Promise<void> {
+  if (current || selectedBackendName() !== undefined) return;
+  await initBackend();
+}
+
 /** The backend chosen by the last initBackend() call, if any. */
 export function currentBackend(): BackendInfo | undefined {
   return current;

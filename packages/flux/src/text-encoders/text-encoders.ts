@@ -22,6 +22,11 @@ export interface EncodeOptions {
   t5MaxLength?: number;
   clipMaxLength?: number;
   variant?: string;
+  /**
+   * Progress: after each CLIP layer, then each T5 block; `done` counts over both encoders to `total` (FLUX.1: 12 + 24).
+   * May be async (awaited before the next block).
+   */
+  onBlock?: (done: number, total: number, encoder: 'clip' | 't5') => void | Promise<void>;
 }
 
 /** Both encoders plus tokenizers and the cache: `encode(prompt)` -> PromptEmbeddings on the host. */
@@ -76,11 +81,14 @@ export class TextEncoders {
     if (hit) return hit;
     const clipIds = await this.tokenizers.clip(prompt, key.clipMaxLength);
     const t5Ids = await this.tokenizers.t5(prompt, key.t5MaxLength);
-    const { lastHiddenState, pooledOutput } = await this.clip.forward([clipIds]);
+    const nClip = this.clip.config.numHiddenLayers;
+    const total = nClip + this.t5.config.numLayers;
+    const onBlock = opts.onBlock;
+    const { lastHiddenState, pooledOutput } = await this.clip.forward([clipIds], onBlock ? { onLayer: (i) => onBlock(i + 1, total, 'clip') } : {});
     lastHiddenState.dispose();
     const pooled = (await pooledOutput.data()) as Float32Array;
     pooledOutput.dispose();
-    const t5Out = await this.t5.forward([t5Ids]);
+    const t5Out = await this.t5.forward([t5Ids], onBlock ? { onBlock: (i) => onBlock(nClip + i + 1, total, 't5') } : {});
     const promptEmbeds = (await t5Out.data()) as Float32Array;
     const shape = t5Out.shape as [number, number, number];
     t5Out.dispose();

@@ -4,7 +4,7 @@
  * forward serves resident weights and weights streamed per block (transformer/load.ts opens them).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { FluxError, type FlowModel } from '@flux-ts/core';
+import { FluxError, type FlowForwardOptions, type FlowModel } from '@flux-ts/core';
 import { headDim, validateFluxParams, type FluxParams } from './config.ts';
 import type { CheckpointWeights } from '../weights/checkpoint-weights.ts';
 import { linearSpec, prefixed, type ParamSpec, type Weights } from '../weights/spec.ts';
@@ -184,9 +184,12 @@ export class Flux implements FlowModel {
     if (bad.length) throw new FluxInputError(`transformer inputs do not fit the model: ${bad.join('; ')}`);
   }
 
-  /** model.py:97-119. Returns the predicted velocity [B, L_img, out_channels]; the inputs are not disposed. */
+  /**
+   * model.py:97-119. Returns the predicted velocity [B, L_img, out_channels]; the inputs are not disposed.
+   * `options.onBlock(k, depth + depth_single)` follows each double and single block (57 for FLUX.1).
+   */
   // img [B, L_img, in], txt [B, L_txt, ctx], ids [B, L, 3], timesteps/guidance [B], y [B, vec] -> [B, L_img, out]
-  async forward(inputs: FluxInputs): Promise<tf.Tensor3D> {
+  async forward(inputs: FluxInputs, options: FlowForwardOptions = {}): Promise<tf.Tensor3D> {
     this.checkInputs(inputs);
     const p = this.params;
     const { img_ids, txt_ids, timesteps, y, guidance } = inputs;
@@ -221,6 +224,7 @@ export class Flux implements FlowModel {
       const c = this.options.attentionHeadChunk ?? 'auto';
       const chunk = c === 'auto' ? autoHeadChunk(inputs.img.shape[0]!, p.numHeads, lAll, this.options.attentionBudgetBytes) : c;
       const dims = blockDims(p);
+      const blocks = p.depth + p.depthSingleBlocks;
       for (let i = 0; i < p.depth; i++) {
         const prefix = `double_blocks.${i}.`;
         const [imgNext, txtNext] = await this.withModule(prefix, (w) => new DoubleStreamBlock(dims, w),
@@ -229,6 +233,7 @@ export class Flux implements FlowModel {
         txt.dispose();
         img = keep(imgNext);
         txt = keep(txtNext);
+        options.onBlock?.(i + 1, blocks);
       }
 
       const lTxt = txt.shape[1]!;
@@ -240,6 +245,7 @@ export class Flux implements FlowModel {
         const next = await this.withModule(prefix, (w) => new SingleStreamBlock(dims, w), (blk) => blk.forward(x, vec, pe, chunk));
         x.dispose();
         x = keep(next);
+        options.onBlock?.(p.depth + i + 1, blocks);
       }
       const imgTokens = keep(tf.slice(x, [0, lTxt, 0], [-1, -1, -1])); // x[:, L_txt:]
       return await this.withModule('final_layer.', (w) => new LastLayer(w),

@@ -34,7 +34,10 @@ export interface TransformerWeightsOptions {
   precision?: Precision;
 }
 
-export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {}
+export interface LoadTransformerOptions extends FluxOptions, TransformerWeightsOptions {
+  /** Resident weights: called after each tensor is built (`done` of `total`). */
+  onLoadProgress?: (done: number, total: number) => void;
+}
 
 /** Share of the machine's memory the kept transformer weights may take (the rest: activations, the other stages). */
 export const RESIDENT_MEMORY_SHARE = 0.55;
@@ -91,8 +94,8 @@ export function openTransformerWeights(reader: TensorReader, params: FluxParams,
  * models read from `reader` during every forward: keep it open while the model is used (close it after `dispose()`).
  */
 export async function loadTransformer(reader: TensorReader, params: FluxParams, opts: LoadTransformerOptions = {}): Promise<Flux> {
-  const { residency, prefetch, format, prefix, precision, ...fluxOptions } = opts;
+  const { residency, prefetch, format, prefix, precision, onLoadProgress, ...fluxOptions } = opts;
   const weights = openTransformerWeights(reader, params, { residency, prefetch, format, prefix, precision });
-  if (weights.keeps) await weights.loadAll();
+  if (weights.keeps) await weights.loadAll(onLoadProgress);
   return new Flux(params, weights, fluxOptions);
 }

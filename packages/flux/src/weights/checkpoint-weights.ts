@@ -176,8 +176,8 @@ export class CheckpointWeights {
     }
   }
 
-  /** The model tensors under `prefix`, keyed by the rest of the key. */
-  async get(prefix: string): Promise<Weights> {
+  /** The model tensors under `prefix`, keyed by the rest of the key; `onTensor(done, total)` after each one is built. */
+  async get(prefix: string, onTensor?: (done: number, total: number) => void): Promise<Weights> {
     const keys = this.keysUnder(prefix);
     const reads = new Map<string, Promise<RawTensor>>();
     for (const k of keys) if (!this.kept.has(k)) for (const src of this.rules.get(k)!.from) reads.set(src, this.raw(src));
@@ -194,6 +194,7 @@ export class CheckpointWeights {
           made.push(t);
         }
         out[k.slice(prefix.length)] = t;
+        onTensor?.(Object.keys(out).length, keys.length);
       }
     } catch (e) {
       tf.dispose(made);
@@ -220,10 +221,10 @@ export class CheckpointWeights {
     tf.dispose(Object.values(weights));
   }
 
-  /** Resident: builds every tensor now (reading the whole checkpoint once). */
-  async loadAll(): Promise<void> {
+  /** Resident (and fp8): builds every tensor now (reading the whole checkpoint once); `onTensor(done, total)` after each. */
+  async loadAll(onTensor?: (done: number, total: number) => void): Promise<void> {
     if (!this.keeps) throw new Error('loadAll: only resident weights keep what they build');
-    await this.get('');
+    await this.get('', onTensor);
   }
 
   /** `loadAll` for a reader that has the bytes at hand (memoryCheckpoint). */

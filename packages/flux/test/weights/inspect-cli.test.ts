@@ -53,9 +53,9 @@ describe('pnpm flux inspect', () => {
     expect(text.stdout).toMatch(/missing\s+1\n\s+decoder\.conv_out\.bias/);
   });
 
-  it('usage errors exit 1', async () => {
+  it('usage errors exit 2', async () => {
     const r = await flux('inspect');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^error: inspect takes exactly one PATH/);
     expect((await flux('inspect', '--help')).code).toBe(0);
   });
