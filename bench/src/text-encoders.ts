@@ -1,5 +1,8 @@
 /**
- * `pnpm bench text-encoders [--backend B] [--t5-tokens 256] [--clip-tokens 77] [--reps N]`
+ * `pnpm bench text-encoders [--backend B] [--t5-tokens 256] [--clip-tokens 77] [--reps N] [--precision P]`
+ *
+ * In bf16 (the default on the tensorflow backend) the Linear weights are bf16 handles in the checkpoint's [out, in]
+ * layout and the streaming cost is the upload + bitcast of the stored bytes; in fp32 it is the host decode + upload.
  *
  * One full-size T5-XXL block (d_model 4096, 64 heads, d_ff 10240, random weights) at 256 tokens (schnell's
  * max_sequence_length), plus the per-block streaming cost (bf16 -> float32 on the host + upload of one block's
@@ -28,6 +31,7 @@ import { memoryCheckpoint, type TensorReader } from '../../packages/flux/src/wei
 import { CheckpointWeights } from '../../packages/flux/src/weights/checkpoint-weights.ts';
 import type { Weights } from '../../packages/flux/src/weights/spec.ts';
 import { DTYPE_SIZES, toFloat32 } from '../../packages/flux/src/weights/dtypes.ts';
+import { bf16FromBytes, bf16FromFloat32, resolvePrecision, type Precision } from '../../packages/flux/src/runtime/bf16.ts';
 import { writeSparseSafetensors } from '../../packages/flux/src/weights/safetensors.ts';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
@@ -35,10 +39,11 @@ import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts
  * Random weights with a spec's shapes (norm weights 1), laid out as the loader hands them to a module
  * (weights/executor.ts): Linear weights [in, out], marked pre-transposed; `tables` kept as stored.
  */
-function randomWeights(spec: Record<string, readonly number[]>, tables: ReadonlySet<string> = new Set()): Weights {
+function randomWeights(spec: Record<string, readonly number[]>, precision: Precision, tables: ReadonlySet<string> = new Set()): Weights {
   const out: Weights = {};
   for (const [k, shape] of Object.entries(spec)) {
     if (/norm/.test(k) && shape.length === 1) out[k] = tf.ones([...shape]);
+    else if (shape.length === 2 && !tables.has(k) && precision === 'bf16') out[k] = bf16FromFloat32(tf.randomNormal([...shape], 0, 0.02, 'float32', 1), true);
     else if (shape.length === 2 && !tables.has(k)) out[k] = markPreTransposed(tf.randomNormal([shape[1]!, shape[0]!], 0, 0.02, 'float32', 1));
     else out[k] = tf.randomNormal([...shape], 0, 0.02, 'float32', 1);
   }
@@ -71,7 +76,7 @@ async function timeAsync<T>(reps: number, fn: () => Promise<T>, done: (t: T) => 
   return total / reps;
 }
 
-async function fullSparse(dirOpt: string | undefined, tokens: number, backend: string): Promise<void> {
+async function fullSparse(dirOpt: string | undefined, tokens: number, backend: string, precision: Precision): Promise<void> {
   const dir = dirOpt ?? (await mkdtemp(join(tmpdir(), 't5-xxl-sparse-')));
   try {
     const arch = t5EncoderArchitecture(T5_XXL);
@@ -91,7 +96,7 @@ async function fullSparse(dirOpt: string | undefined, tokens: number, backend: s
     }));
     console.log(`sparse T5-XXL checkpoint in ${dir}: ${(total / 2 ** 30).toFixed(2)} GiB apparent`);
     const rssBefore = peakRssMiB();
-    const enc = await loadT5EncoderModel(dir, { residency: 'streamed' });
+    const enc = await loadT5EncoderModel(dir, { residency: 'streamed', precision });
     const ids = [Array.from({ length: tokens }, (_, i) => (i < 20 ? 100 + i : i === 20 ? 1 : 0))];
     const t0 = performance.now();
     let last = t0;
@@ -110,11 +115,11 @@ async function fullSparse(dirOpt: string | undefined, tokens: number, backend: s
     out.dispose();
     await enc.close();
     const entry = {
-      mode: 'full-sparse', backend, tokens, total_s: totalS, block_ms_mean: blockMs.reduce((a, b) => a + b, 0) / blockMs.length,
+      mode: 'full-sparse', backend, precision, tokens, total_s: totalS, block_ms_mean: blockMs.reduce((a, b) => a + b, 0) / blockMs.length,
       peak_rss_mib: peakRssMiB(), peak_rss_before_mib: rssBefore, embedding_row_bytes: enc.weights.rowBytesRead,
     };
-    printTable([{ backend, tokens, 'total s': totalS, 'block ms': entry.block_ms_mean, 'peak RSS MiB': entry.peak_rss_mib }]);
-    writeResults(`text-encoders-full-sparse-${backend}`, [entry]);
+    printTable([{ backend, precision, tokens, 'total s': totalS, 'block ms': entry.block_ms_mean, 'peak RSS MiB': entry.peak_rss_mib }]);
+    writeResults(`text-encoders-full-sparse-${backend}${precision === 'fp32' ? '' : `-${precision}`}`, [entry]);
   } finally {
     if (!dirOpt) await rm(dir, { recursive: true, force: true });
   }
@@ -127,34 +132,40 @@ export async function run(argv: string[]): Promise<void> {
     reps: { type: 'string', default: '2' },
     'full-sparse': { type: 'boolean', default: false },
     dir: { type: 'string' },
+    precision: { type: 'string', default: 'auto' },
   });
+  const precision = resolvePrecision(values.precision as 'auto' | 'bf16' | 'fp32');
   const t5Tokens = Number(values['t5-tokens']);
   const clipTokens = Number(values['clip-tokens']);
   const reps = Number(values.reps);
-  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  if (values['full-sparse']) return fullSparse(values.dir as string | undefined, t5Tokens, backend.name);
+  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; precision ${precision}`);
+  if (values['full-sparse']) return fullSparse(values.dir as string | undefined, t5Tokens, backend.name, precision);
 
   // --- T5-XXL: one block
   const c = T5_XXL;
   const blockSpec = T5Block.spec(c, 0);
-  const bw = randomWeights(blockSpec, new Set(['layer.0.SelfAttention.relative_attention_bias.weight']));
+  const bw = randomWeights(blockSpec, precision, new Set(['layer.0.SelfAttention.relative_attention_bias.weight']));
   const block = new T5Block(c, bw);
   const x = tf.randomNormal([1, t5Tokens, c.dModel], 0, 1, 'float32', 2);
   const bias = computeBias(bw['layer.0.SelfAttention.relative_attention_bias.weight'] as tf.Tensor2D, t5Tokens, c);
   const blockMs = await timeAsync(reps, async () => block.forward(x, bias), async (t) => { await settle(t); t.dispose(); });
   tf.dispose([x, bias, ...Object.values(bw)]);
-  // streaming cost per block: bf16 bytes -> float32 on the host, then upload (zeros: conversion cost is data-independent)
+  // streaming cost per block: in fp32 bf16 bytes -> float32 on the host, then upload; in bf16 the bytes uploaded and
+  // bitcast (zeros: the cost is data-independent)
   const shapes = Object.values(blockSpec).filter((s) => s.length === 2 && s[0]! > 64);
   const streamMs = await timeAsync(1, async () => {
     const ts: tf.Tensor[] = [];
-    for (const s of shapes) ts.push(tf.tensor(toFloat32('BF16', new Uint8Array(s[0]! * s[1]! * DTYPE_SIZES.BF16)), [...s]));
+    for (const s of shapes) {
+      const bytes = new Uint8Array(s[0]! * s[1]! * DTYPE_SIZES.BF16);
+      ts.push(precision === 'bf16' ? bf16FromBytes(bytes, [...s]) : tf.tensor(toFloat32('BF16', bytes), [...s]));
+    }
     return ts;
-  }, async (ts) => { await settle(ts); tf.dispose(ts); });
+  }, async (ts) => { if (precision !== 'bf16') await settle(ts); tf.dispose(ts); });
   const gf = t5BlockGflop(c, t5Tokens);
   const t5EncodeS = (c.numLayers * (blockMs + streamMs)) / 1000;
 
   // --- CLIP-L: the whole model, resident random weights
-  const clipw = new CheckpointWeights(randomCheckpoint(clipTextArchitecture(CLIP_L).tensors), clipLayout(CLIP_L), { residency: 'resident' });
+  const clipw = new CheckpointWeights(randomCheckpoint(clipTextArchitecture(CLIP_L).tensors), clipLayout(CLIP_L), { residency: 'resident', precision });
   clipw.loadAllSync();
   const clip = new CLIPTextModel(CLIP_L, clipw);
   const clipIds = [Array.from({ length: clipTokens }, (_, i) => (i === 0 ? 49406 : i < 10 ? 320 + i : 49407))];
@@ -168,8 +179,8 @@ export async function run(argv: string[]): Promise<void> {
   printTable(rows);
   console.log(`T5 encode s = ${c.numLayers} x (ms/layer + stream ms/layer), extrapolated; CLIP encode s measured (whole model)`);
   console.log(`peak RSS ${peakRssMiB().toFixed(0)} MiB`);
-  writeResults('text-encoders', [
-    { model: 't5-xxl', backend: backend.name, tokens: t5Tokens, reps, block_ms: blockMs, stream_ms_per_block: streamMs, block_gflop: gf, gflops: gf / (blockMs / 1000), layers: c.numLayers, encode_s_extrapolated: t5EncodeS },
-    { model: 'clip-l', backend: backend.name, tokens: clipTokens, reps, layer_ms: clipMs / CLIP_L.numHiddenLayers, encode_ms: clipMs, layers: CLIP_L.numHiddenLayers },
+  writeResults(precision === 'fp32' ? 'text-encoders' : `text-encoders-${precision}`, [
+    { model: 't5-xxl', backend: backend.name, precision, tokens: t5Tokens, reps, block_ms: blockMs, stream_ms_per_block: streamMs, block_gflop: gf, gflops: gf / (blockMs / 1000), layers: c.numLayers, encode_s_extrapolated: t5EncodeS },
+    { model: 'clip-l', backend: backend.name, precision, tokens: clipTokens, reps, layer_ms: clipMs / CLIP_L.numHiddenLayers, encode_ms: clipMs, layers: CLIP_L.numHiddenLayers },
   ], { peak_rss_mib: peakRssMiB(), load_average: loadavg() });
 }

@@ -1,6 +1,7 @@
 /**
- * `pnpm bench vae [--backend B] [--sizes 512,1024] [--tiling auto|on|off] [--budget-mib N] [--runs N]`:
- * the full-size FLUX VAE decoder (FLUX_VAE dims, random weights) decoding a [1, 16, S/8, S/8] latent to S x S.
+ * `pnpm bench vae [--backend B] [--sizes 512,1024] [--tiling auto|on|off] [--budget-mib N] [--runs N] [--precision P]`:
+ * the full-size FLUX VAE decoder (FLUX_VAE dims, random weights) decoding a [1, 16, S/8, S/8] latent to S x S, in
+ * bf16 (convolutions on oneDNN; the default on the tensorflow backend) or fp32.
  * Reports ms per decode, whether it was tiled (with 'auto', tiling is chosen when the estimated peak activation
  * memory exceeds the backend's budget: on wasm the 4 GiB heap, so 1024² is decoded in tiles there), the estimate,
  * the peak of tf.memory().numBytes during the decode, the wasm heap size, and the process's peak RSS.
@@ -10,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FLUX_VAE } from '@flux-ts/flux';
 import { AutoEncoder, type TilingChoice } from '../../packages/flux/src/autoencoder/autoencoder.ts';
 import { autoEncoderFromWeights } from '../../packages/flux/src/autoencoder/load.ts';
+import { resolvePrecision, type Precision } from '../../packages/flux/src/runtime/bf16.ts';
 import { peakRssMiB, printTable, settle, setup, writeResults } from './common.ts';
 
 const MiB = 2 ** 20;
@@ -18,7 +20,7 @@ const MiB = 2 ** 20;
  * Deterministic fill (xorshift) so runs are comparable: kaiming-uniform-like weights, unit GroupNorm, for every
  * parameter of the model's spec, loaded through the same path as a checkpoint (autoEncoderFromWeights).
  */
-function randomAutoEncoder(): AutoEncoder {
+function randomAutoEncoder(precision: Precision): AutoEncoder {
   let s = 0x9e3779b9;
   const rnd = () => {
     s ^= s << 13;
@@ -39,7 +41,7 @@ function randomAutoEncoder(): AutoEncoder {
     }
     values.set(key, { data, shape });
   }
-  return autoEncoderFromWeights(FLUX_VAE, values, 'random FLUX VAE');
+  return autoEncoderFromWeights(FLUX_VAE, values, 'random FLUX VAE', { precision });
 }
 
 /** Peak of tf.memory().numBytes while `f` runs (wraps the engine's internal trackTensor; bench-only). */
@@ -69,7 +71,9 @@ export async function run(argv: string[]): Promise<void> {
     tiling: { type: 'string', default: 'auto' },
     'budget-mib': { type: 'string' },
     runs: { type: 'string', default: '1' },
+    precision: { type: 'string', default: 'auto' },
   });
+  const precision = resolvePrecision(values.precision as 'auto' | 'bf16' | 'fp32');
   const sizes = String(values.sizes).split(',').map((s) => Number(s.trim()));
   if (sizes.some((s) => !Number.isInteger(s) || s < 8 || s % 8 !== 0)) throw new Error(`--sizes must be multiples of 8, got ${values.sizes}`);
   const tilingArg = String(values.tiling);
@@ -78,9 +82,9 @@ export async function run(argv: string[]): Promise<void> {
   const memoryBudgetBytes = values['budget-mib'] !== undefined ? Number(values['budget-mib']) * MiB : undefined;
   const runs = Math.max(1, Number(values.runs) || 1);
 
-  const ae = randomAutoEncoder();
+  const ae = randomAutoEncoder(precision);
   const weightBytes = tf.memory().numBytes;
-  console.log(`decoder weights: ${(weightBytes / MiB).toFixed(0)} MiB (random, FLUX_VAE dims); tiling ${tilingArg}`);
+  console.log(`decoder weights: ${(weightBytes / MiB).toFixed(0)} MiB in tfjs tensors (random, FLUX_VAE dims; bf16 weights are native handles, not counted); precision ${precision}; tiling ${tilingArg}`);
 
   const entries: Record<string, unknown>[] = [];
   const rows: Record<string, string | number>[] = [];
@@ -104,6 +108,7 @@ export async function run(argv: string[]): Promise<void> {
     z.dispose();
     times.sort((a, b) => a - b);
     const entry = {
+      precision,
       size,
       latent: [1, FLUX_VAE.zChannels, l, l],
       tiled: plan.tiled,
@@ -122,6 +127,7 @@ export async function run(argv: string[]): Promise<void> {
     };
     entries.push(entry);
     rows.push({
+      precision,
       size: `${size}²`,
       mode: plan.tiled ? `tiled ${plan.tileOut}px` : 'whole',
       ms: entry.ms,
@@ -133,7 +139,8 @@ export async function run(argv: string[]): Promise<void> {
   }
   ae.dispose();
   printTable(rows);
-  writeResults('vae', entries, {
+  writeResults(precision === 'fp32' ? 'vae' : `vae-${precision}`, entries, {
+    precision,
     backend: backend.name,
     device: backend.device,
     tiling: tilingArg,

@@ -11,6 +11,8 @@ import { z } from 'zod';
 import { FluxError } from './errors.ts';
 import {
   ALLOWED_SIZES,
+  IMAGE_SIDE,
+  imageSideProblem,
   PROMPT_MAX_CHARS,
   RANDOM_SEED_MAX,
   RANGES,
@@ -78,6 +80,8 @@ export interface InferenceRequest {
   webhook?: string;
   /** Which webhook events to send: `start` (the job began running), `completed` (default: only this). */
   webhook_events_filter?: WebhookEventName[];
+  /** flux-ts extension: a `preview` event on the job's event stream after every N-th step. */
+  preview_every?: number;
 }
 
 /** The webhook events a request can ask for. */
@@ -91,6 +95,11 @@ export interface ParseOptions {
   defaults?: DefaultsProfile;
   /** Source of a seed when none is given (default: crypto.getRandomValues, 0 .. 2^32-1). */
   randomSeed?: () => number;
+  /**
+   * 'api' (default): width and height from the seed API's list (ALLOWED_SIZES). 'any': any multiple of 16 from 128 to
+   * 2048 (IMAGE_SIDE), as the library and the CLI take (a server started with --any-size).
+   */
+  sizes?: 'api' | 'any';
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -112,18 +121,19 @@ interface FieldSpec {
 
 const SIZES_TEXT = `one of ${ALLOWED_SIZES.join(', ')}`;
 
+/** An integer in [min, max]. The range is checked first: zod 4 stops at a failed `.int()`, so 600.5 names both rules. */
 function intField(min: number, max: number) {
   return z
     .number()
-    .int({ message: 'must be an integer' })
     .min(min, { message: `must be at least ${min}` })
-    .max(max, { message: `must be at most ${max}` });
+    .max(max, { message: `must be at most ${max}` })
+    .int({ message: 'must be an integer' });
 }
 
+/** A finite number in [min, max] (zod 4's number refuses Infinity and NaN itself). */
 function numberField(min: number, max: number) {
   return z
     .number()
-    .finite({ message: 'must be a finite number' })
     .min(min, { message: `must be at least ${min}` })
     .max(max, { message: `must be at most ${max}` });
 }
@@ -150,7 +160,7 @@ const imageField = z.union(
       ),
     z.instanceof(Uint8Array).refine((b) => b.length > 0, { message: 'must not be empty' }),
   ],
-  { errorMap: () => ({ message: 'must be a string (data URI or base64) or bytes' }) },
+  { error: 'must be a string (data URI or base64) or bytes' },
 );
 
 const webhookField = z
@@ -286,10 +296,21 @@ const FIELDS = {
     description: 'Which webhook events to send: `start` when the job begins running, `completed` when it ends.',
     coerce: 'list',
     schema: z
-      .array(z.enum(WEBHOOK_EVENT_NAMES, { errorMap: () => ({ message: `each entry must be one of ${WEBHOOK_EVENT_NAMES.join(', ')}` }) }))
+      .array(z.enum(WEBHOOK_EVENT_NAMES, { error: `each entry must be one of ${WEBHOOK_EVENT_NAMES.join(', ')}` }))
       .min(1, { message: 'must name at least one event' })
       .max(WEBHOOK_EVENT_NAMES.length, { message: `must list at most ${WEBHOOK_EVENT_NAMES.length} events` })
       .nullish(),
+  },
+  preview_every: {
+    type: 'integer',
+    required: false,
+    default: '(none)',
+    allowed: `integer 1 to ${RANGES.num_inference_steps.max}, or null`,
+    description:
+      'flux-ts extension: the job\'s event stream (GET /v1/inference/requests/ID/events) sends a `preview` event after every ' +
+      'N-th step: `{step, total_steps, image}` with a PNG data URI of a quick estimate of the final image (1/8 of its size).',
+    coerce: 'number',
+    schema: intField(1, RANGES.num_inference_steps.max).nullish(),
   },
 } satisfies Record<string, FieldSpec>;
 
@@ -302,6 +323,15 @@ export const InferenceRequestSchema = z
     [K in RequestField]: (typeof FIELDS)[K]['schema'];
   })
   .strict();
+
+const ANY_SIZE_TEXT = `a multiple of ${IMAGE_SIDE.multiple} from ${IMAGE_SIDE.min} to ${IMAGE_SIDE.max}`;
+const anySideField = z
+  .number()
+  .int({ message: 'must be an integer' })
+  .refine((v) => imageSideProblem(v) === null, { message: `must be ${ANY_SIZE_TEXT}` });
+
+/** The request schema with width and height any multiple of 16 from 128 to 2048 (`sizes: 'any'`). */
+const AnySizeSchema = InferenceRequestSchema.extend({ width: anySideField.optional(), height: anySideField.optional() });
 
 export interface RequestFieldDoc {
   name: string;
@@ -363,6 +393,7 @@ export function describeGiven(v: unknown): string {
 function typeMessage(spec: FieldSpec, given: unknown): string {
   if (given === undefined) return 'is required';
   if (typeof given === 'number' && Number.isNaN(given)) return 'must be a finite number, not NaN';
+  if (typeof given === 'number' && !Number.isFinite(given)) return spec.type === 'integer' ? 'must be a finite integer' : 'must be a finite number';
   switch (spec.type) {
     case 'integer':
       return 'must be an integer (a JSON number)';
@@ -421,9 +452,12 @@ export function parseInferenceRequest(body: unknown, opts: ParseOptions = {}): I
     ]);
   }
   const input = from === 'form' ? coerceForm(body as Record<string, unknown>) : (body as Record<string, unknown>);
-  const result = InferenceRequestSchema.safeParse(input);
+  const anySize = opts.sizes === 'any';
+  const result = (anySize ? AnySizeSchema : InferenceRequestSchema).safeParse(input);
   if (!result.success) {
-    const problems = problemsFrom(result.error, input);
+    const problems = problemsFrom(result.error, input).map((p) =>
+      anySize && (p.field === 'width' || p.field === 'height') ? { ...p, allowed: ANY_SIZE_TEXT } : p,
+    );
     const unknown = problems.some((p) => p.allowed === UNKNOWN_FIELD_ALLOWED);
     throw new RequestValidationError(problems, unknown ? { knownFields: REQUEST_FIELDS } : {});
   }
@@ -446,6 +480,7 @@ export function parseInferenceRequest(body: unknown, opts: ParseOptions = {}): I
   if (v.image != null) out.image = v.image;
   if (v.webhook != null) out.webhook = v.webhook;
   if (v.webhook_events_filter != null) out.webhook_events_filter = [...new Set(v.webhook_events_filter)];
+  if (v.preview_every != null) out.preview_every = v.preview_every;
   return out;
 }
 
@@ -471,7 +506,7 @@ function problemsFrom(error: z.ZodError, input: Record<string, unknown>): FieldP
     const given = input[field];
     const allowed = spec?.allowed ?? '';
     // zod reports a non-integer number as invalid_type too: keep its message for numbers, NaN aside.
-    const notInteger = issue.code === 'invalid_type' && issue.expected === 'integer' && typeof given === 'number';
+    const notInteger = issue.code === 'invalid_type' && issue.expected === 'int' && typeof given === 'number';
     const wrongType = issue.code === 'invalid_type' && !(notInteger && !Number.isNaN(given));
     const message = wrongType && spec ? typeMessage(spec, given) : issue.message;
     add(field, describeGiven(given), allowed, message);

@@ -236,7 +236,7 @@ describe('parseInferenceRequest: the one error names every bad field', () => {
 
   it('a value failing two rules gets both messages in one entry', () => {
     const p = only({ ...P, num_inference_steps: 600.5 });
-    expect(p.message).toBe('must be an integer; must be at most 512');
+    expect(p.message).toBe('must be at most 512; must be an integer');
   });
 
   for (const body of [null, undefined, 'prompt=a', 42, [P], new Uint8Array(3)]) {
@@ -305,5 +305,24 @@ describe('describeRequestFields', () => {
     const lines = md.split('\n');
     expect(lines).toHaveLength(2 + REQUEST_FIELDS.length);
     for (const f of REQUEST_FIELDS) expect(md).toContain(`| \`${f}\` |`);
+  });
+});
+
+describe('flux-ts extensions: preview_every, and any size when a server allows it', () => {
+  it('preview_every: an integer 1 to 512, absent by default', () => {
+    expect(parseInferenceRequest({ ...P, preview_every: 3 }).preview_every).toBe(3);
+    expect(parseInferenceRequest(P).preview_every).toBeUndefined();
+    expect(parseInferenceRequest({ ...P, preview_every: '2' }, { from: 'form' }).preview_every).toBe(2);
+    for (const bad of [0, 1.5, 513, 'x']) expect(only({ ...P, preview_every: bad }).field).toBe('preview_every');
+  });
+
+  it("sizes 'any': multiples of 16 from 128 to 2048 pass; others name the rule; the default keeps the seed API's list", () => {
+    const r = parseInferenceRequest({ ...P, width: 1344, height: 768 }, { sizes: 'any' });
+    expect([r.width, r.height]).toEqual([1344, 768]);
+    expect(only({ ...P, width: 1344 }).field).toBe('width');
+    for (const bad of [1000, 112, 2064]) {
+      const p = only({ ...P, width: bad }, { sizes: 'any' });
+      expect(p).toMatchObject({ field: 'width', allowed: 'a multiple of 16 from 128 to 2048' });
+    }
   });
 });

@@ -50,7 +50,7 @@ export function requestIdOf(req: FastifyRequest): string {
 
 export function makeSubmit(ctx: Omit<ServerContext, 'submit' | 'app'>): Submit {
   return async (req, model, body, opts) => {
-    const request: InferenceRequest = parseInferenceRequest(body, { from: opts.from, defaults: opts.defaults });
+    const request: InferenceRequest = parseInferenceRequest(body, { from: opts.from, defaults: opts.defaults, sizes: ctx.limits.sizes });
     let image: Uint8Array | undefined;
     if (request.image !== undefined) image = admitInputImage(request.image, ctx.limits);
     delete request.image;

@@ -32,7 +32,14 @@ port.on('message', (m: ThreadRequest) => {
     const controller = new AbortController();
     running.set(m.id, controller);
     generator
-      .generate(m.input, { signal: controller.signal, onStep: (p) => post({ type: 'step', id: m.id, step: p.step, total: p.total }) })
+      .generate(m.input, {
+        signal: controller.signal,
+        onStep: (p) => post({ type: 'step', id: m.id, step: p.step, total: p.total }),
+        onPreview: (p) => {
+          const png = new Uint8Array(p.png);
+          post({ type: 'preview', id: m.id, step: p.step, total: p.total, png }, [png.buffer as ArrayBuffer]);
+        },
+      })
       .then(
         (output) => {
           // Copy each PNG into its own buffer, then hand the buffers over without a second copy.

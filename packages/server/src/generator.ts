@@ -4,7 +4,7 @@
  * server and workers run it on a thread of its own (`ThreadedGenerator`), never on the HTTP thread.
  */
 import type { InferenceRequest } from '@flux-ts/core';
-import { FluxPipeline, initBackend, type PipelineOptions } from '@flux-ts/flux';
+import { FluxPipeline, initBackend, type PipelineOptions, type StepPreview } from '@flux-ts/flux';
 import { loadTokenizers } from '@flux-ts/flux';
 import { MODEL_IDS } from './model-ids.ts';
 
@@ -18,6 +18,20 @@ export interface GenerationInput {
 export interface GenerationProgress {
   step: number;
   total: number;
+}
+
+/** A step preview (requests with `preview_every`): a PNG of the proj estimate of the first image, 1/8 of its size. */
+export interface GenerationPreview {
+  step: number;
+  total: number;
+  png: Uint8Array;
+}
+
+/** What a job runner hands a generator: the abort signal, and where steps and previews go. */
+export interface GenerateCallbacks {
+  signal: AbortSignal;
+  onStep: (p: GenerationProgress) => void;
+  onPreview?: (p: GenerationPreview) => void;
 }
 
 export interface GenerationOutput {
@@ -36,7 +50,7 @@ export interface GeneratorMemory {
 export interface Generator {
   /** 'schnell' or 'dev': which API model path serves it (FLUX-1-schnell / FLUX-1-dev). */
   readonly variant: 'schnell' | 'dev';
-  generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: GenerationProgress) => void }): Promise<GenerationOutput>;
+  generate(input: GenerationInput, opts: GenerateCallbacks): Promise<GenerationOutput>;
   /** Frees the model. `force`: stop now, even in the middle of a job (the shutdown deadline). */
   close?(opts?: { force?: boolean }): Promise<void>;
   /** Live tensor count, when the generator has a tensor engine. */
@@ -70,8 +84,9 @@ export class PipelineGenerator implements Generator {
     return this.tokenCounter.then((count) => count(prompt));
   }
 
-  async generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: GenerationProgress) => void }): Promise<GenerationOutput> {
+  async generate(input: GenerationInput, opts: GenerateCallbacks): Promise<GenerationOutput> {
     const r = input.request;
+    const onPreview = opts.onPreview;
     const img2img = input.image !== undefined;
     const result = await this.pipeline.generate({
       prompt: r.prompt,
@@ -85,6 +100,9 @@ export class PipelineGenerator implements Generator {
       modelName: MODEL_IDS[this.variant], // the API's model id, never the server's local path
       signal: opts.signal,
       onStep: (s) => opts.onStep({ step: s.step, total: s.total }),
+      ...(r.preview_every !== undefined && onPreview
+        ? { preview: { mode: 'proj' as const, every: r.preview_every, onPreview: (p: StepPreview) => onPreview({ step: p.step, total: p.total, png: p.images[0]!.png }) } }
+        : {}),
     });
     let tokensInput = 0;
     try {

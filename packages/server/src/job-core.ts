@@ -94,6 +94,10 @@ export class JobTracker {
     this.emit(id, { type: 'step', request_id: id, step, total_steps: total });
   }
 
+  preview(id: string, step: number, total: number, image: string): void {
+    this.emit(id, { type: 'preview', request_id: id, step, total_steps: total, image });
+  }
+
   /** The terminal change: listeners hear it, `done` resolves, the job is forgotten here. */
   finish(s: JobStatus, previous: JobState | undefined, opts: { notify?: boolean } = {}): void {
     if (opts.notify !== false) this.onChange?.(s, previous);

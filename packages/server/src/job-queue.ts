@@ -61,6 +61,8 @@ export type JobEvent =
   | { type: 'queued'; request_id: string; queue_position: number }
   | { type: 'running'; request_id: string }
   | { type: 'step'; request_id: string; step: number; total_steps: number }
+  /** A step preview (requests with `preview_every`): a PNG data URI of the proj estimate, 1/8 of the image's size. */
+  | { type: 'preview'; request_id: string; step: number; total_steps: number; image: string }
   | { type: 'succeeded'; request_id: string; result: JobResult }
   | { type: 'failed'; request_id: string; error: JobError }
   | { type: 'cancelled'; request_id: string };
@@ -68,6 +70,8 @@ export type JobEvent =
 export interface WorkerContext {
   signal: AbortSignal;
   progress(step: number, total: number): void;
+  /** A step preview, as a PNG data URI (only for requests that asked for previews). */
+  preview?(step: number, total: number, image: string): void;
 }
 
 export type Worker = (id: string, data: JobData, ctx: WorkerContext) => Promise<JobResult>;
@@ -344,6 +348,7 @@ export class InProcessJobQueue implements JobQueue {
         job.status = { ...job.status, step, total_steps: total };
         this.tracker.step(job.id, step, total);
       },
+      preview: (step, total, image) => this.tracker.preview(job.id, step, total, image),
     };
     Promise.resolve()
       .then(() => this.worker(job.id, job.data, ctx))

@@ -4,7 +4,7 @@
  * never loads the server).
  */
 import { FluxError } from '@flux-ts/core';
-import type { Generator } from './generator.ts';
+import type { GenerationPreview, Generator } from './generator.ts';
 import type { JobResult, Worker } from './job-queue.ts';
 import { MODEL_IDS } from './model-ids.ts';
 import { dataUri } from './responses.ts';
@@ -21,7 +21,14 @@ export function createJobWorker(
     if (!gen) throw new FluxError('model_not_found', `no model serves ${data.model}; load it with --model`);
     const t0 = performance.now();
     try {
-      const out = await gen.generate({ request: data.request, image: data.image }, { signal: ctx.signal, onStep: (p) => ctx.progress(p.step, p.total) });
+      const out = await gen.generate(
+        { request: data.request, image: data.image },
+        {
+          signal: ctx.signal,
+          onStep: (p) => ctx.progress(p.step, p.total),
+          ...(ctx.preview ? { onPreview: (p: GenerationPreview) => ctx.preview!(p.step, p.total, dataUri(p.png)) } : {}),
+        },
+      );
       const runtimeMs = Math.round(performance.now() - t0);
       return {
         images: out.pngs.map(dataUri),

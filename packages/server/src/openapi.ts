@@ -11,29 +11,38 @@ import { WEBHOOK_EVENTS } from './webhook.ts';
 export type JsonSchema = Record<string, unknown>;
 type ZodSchema = RequestFieldDoc['schema'];
 
+/** One check of a zod 4 schema, as its definition records it (`_zod.def.checks[i]._zod.def`). */
+interface ZodCheckDef {
+  check: string;
+  value?: number;
+  inclusive?: boolean;
+  minimum?: number;
+  maximum?: number;
+  format?: string;
+}
+
 /**
- * A zod (v3) schema as JSON Schema (2020-12, as OpenAPI 3.1 uses). `mode: 'json'` drops what JSON cannot carry
- * (bytes); `mode: 'form'` describes a file part as binary. A refinement cannot be read back out of zod: the field
- * table's `enum` says what it allows.
+ * A zod (v4) schema as JSON Schema (2020-12, as OpenAPI 3.1 uses), read from its definition (`_zod.def`). `mode:
+ * 'json'` drops what JSON cannot carry (bytes); `mode: 'form'` describes a file part as binary. A refinement cannot
+ * be read back out of zod: the field table's `enum` says what it allows.
  */
 export function zodToJsonSchema(schema: ZodSchema, mode: 'json' | 'form', hint: { enum?: readonly (number | string)[] } = {}): JsonSchema {
-  const def = schema._def as Record<string, any>;
-  switch (def.typeName as string) {
-    case 'ZodOptional':
+  const def = (schema as unknown as { _zod: { def: Record<string, any> } })._zod.def;
+  const checks = ((def.checks ?? []) as { _zod: { def: ZodCheckDef } }[]).map((c) => c._zod.def);
+  switch (def.type as string) {
+    case 'optional':
       return zodToJsonSchema(def.innerType, mode, hint);
-    case 'ZodNullable': {
+    case 'nullable': {
       const inner = zodToJsonSchema(def.innerType, mode, hint);
       if (typeof inner.type === 'string') return { ...inner, type: [inner.type, 'null'] };
       return { anyOf: [...((inner.anyOf as JsonSchema[] | undefined) ?? [inner]), { type: 'null' }] };
     }
-    case 'ZodEffects':
-      return zodToJsonSchema(def.schema, mode, hint);
-    case 'ZodNumber': {
+    case 'number': {
       const out: JsonSchema = { type: 'number' };
-      for (const c of def.checks as { kind: string; value?: number; inclusive?: boolean }[]) {
-        if (c.kind === 'int') out.type = 'integer';
-        else if (c.kind === 'min') out[c.inclusive ? 'minimum' : 'exclusiveMinimum'] = c.value;
-        else if (c.kind === 'max') out[c.inclusive ? 'maximum' : 'exclusiveMaximum'] = c.value;
+      for (const c of checks) {
+        if (c.check === 'number_format' && /int/.test(c.format ?? '')) out.type = 'integer';
+        else if (c.check === 'greater_than') out[c.inclusive ? 'minimum' : 'exclusiveMinimum'] = c.value;
+        else if (c.check === 'less_than') out[c.inclusive ? 'maximum' : 'exclusiveMaximum'] = c.value;
       }
       if (hint.enum) {
         delete out.minimum;
@@ -42,35 +51,37 @@ export function zodToJsonSchema(schema: ZodSchema, mode: 'json' | 'form', hint: 
       }
       return out;
     }
-    case 'ZodString': {
+    case 'string': {
       const out: JsonSchema = { type: 'string' };
-      for (const c of def.checks as { kind: string; value?: number }[]) {
-        if (c.kind === 'min') out.minLength = c.value;
-        else if (c.kind === 'max') out.maxLength = c.value;
-        else if (c.kind === 'url') out.format = 'uri';
+      for (const c of checks) {
+        if (c.check === 'min_length') out.minLength = c.minimum;
+        else if (c.check === 'max_length') out.maxLength = c.maximum;
+        else if (c.check === 'string_format' && c.format === 'url') out.format = 'uri';
       }
       if (hint.enum) out.enum = [...hint.enum];
       return out;
     }
-    case 'ZodBoolean':
+    case 'boolean':
       return { type: 'boolean' };
-    case 'ZodEnum':
-      return { type: 'string', enum: [...(def.values as string[])] };
-    case 'ZodArray': {
-      const out: JsonSchema = { type: 'array', items: zodToJsonSchema(def.type, mode) };
-      if (def.minLength) out.minItems = def.minLength.value;
-      if (def.maxLength) out.maxItems = def.maxLength.value;
+    case 'enum':
+      return { type: 'string', enum: Object.values(def.entries as Record<string, string>) };
+    case 'array': {
+      const out: JsonSchema = { type: 'array', items: zodToJsonSchema(def.element, mode) };
+      for (const c of checks) {
+        if (c.check === 'min_length') out.minItems = c.minimum;
+        else if (c.check === 'max_length') out.maxItems = c.maximum;
+      }
       return out;
     }
-    case 'ZodUnion': {
+    case 'union': {
       const options = (def.options as ZodSchema[]).map((o) => zodToJsonSchema(o, mode)).filter((o) => Object.keys(o).length > 0);
       return options.length === 1 ? options[0]! : { anyOf: options };
     }
-    case 'ZodAny':
+    case 'custom':
       // bytes (z.instanceof(Uint8Array)): a file part in a form, nothing JSON can carry
       return mode === 'form' ? { type: 'string', format: 'binary' } : {};
     default:
-      throw new Error(`openapi: no JSON Schema for zod type ${String(def.typeName)}`);
+      throw new Error(`openapi: no JSON Schema for zod type ${String(def.type)}`);
   }
 }
 

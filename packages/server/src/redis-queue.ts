@@ -135,7 +135,7 @@ export class RedisJobQueue implements JobQueue {
 
   async enqueue(id: string, data: JobData): Promise<{ done: Promise<JobStatus> }> {
     if (this.closed) throw new QueueClosedError();
-    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused', 'active');
+    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
     const busy = Object.values(counts).reduce((a, b) => a + b, 0);
     if (busy >= this.maxQueued) throw new QueueFullError(data.model, this.maxQueued, Math.max(1, Math.ceil(busy / Math.max(1, counts.active ?? 1))));
     if (await this.queue.getJob(id)) throw new DuplicateJobError(id);
@@ -193,7 +193,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async depth(_model?: string): Promise<number> {
-    const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused');
+    const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
     return Object.values(c).reduce((a, b) => a + b, 0);
   }
 
@@ -285,8 +285,10 @@ export class RedisJobQueue implements JobQueue {
   }
 
   private onProgress(id: string, data: unknown): void {
-    const p = data as { step?: number; total?: number };
-    if (typeof p?.step === 'number' && typeof p.total === 'number') this.tracker.step(id, p.step, p.total);
+    const p = data as { step?: number; total?: number; preview?: string };
+    if (typeof p?.step !== 'number' || typeof p.total !== 'number') return;
+    if (typeof p.preview === 'string') this.tracker.preview(id, p.step, p.total, p.preview);
+    else this.tracker.step(id, p.step, p.total);
   }
 
   /** When a job has finished (or vanished): its owner's `done` resolves, listeners hear it. Idempotent. */

@@ -3,6 +3,7 @@
  * stored, failure reasons, connections. Nothing here knows of HTTP.
  */
 import { FluxError } from '@flux-ts/core';
+import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { JobData, JobError } from './job-queue.ts';
 
@@ -68,7 +69,7 @@ export function decodeFailedReason(reason: string | undefined, maxStalledCount: 
 }
 
 /** ioredis options from a redis:// URL, for BullMQ to make its own connections with. */
-export function redisOptions(url: string): RedisOptions {
+export function redisOptions(url: string): RedisOptions & BullRedisOptions {
   const u = new URL(url);
   const db = Number(u.pathname.slice(1) || 0);
   return {

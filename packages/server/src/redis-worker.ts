@@ -96,6 +96,8 @@ export async function startRedisWorker(opts: RedisWorkerOptions): Promise<RedisW
       result = await run(id, data, {
         signal: controller.signal,
         progress: (step, total) => void job.updateProgress({ step, total }).catch(() => {}),
+        // a preview rides on the job's progress (a few KB of PNG): the servers' QueueEvents hear it
+        preview: (step, total, image) => void job.updateProgress({ step, total, preview: image }).catch(() => {}),
       });
     } catch (e) {
       const err: JobError = controller.signal.aborted ? cancelledError(controller.signal.reason) : e instanceof FluxError && e.code === 'aborted' ? cancelledError(e) : toJobError(e);

@@ -13,6 +13,8 @@ export interface BodyLimits {
   uploadBytes: number;
   /** Largest input image in pixels (width x height as its header declares them). */
   maxImagePixels: number;
+  /** Image sizes accepted: the seed API's list ('api', default) or any multiple of 16 from 128 to 2048 ('any'). */
+  sizes?: 'api' | 'any';
 }
 
 /** A 413: the body, a field or an upload is larger than the server accepts. */

@@ -70,6 +70,11 @@ export interface ServerOptions {
   uploadLimit?: number;
   /** Largest input image, in pixels as its header declares them (default 16,777,216 = 4096 x 4096). */
   maxImagePixels?: number;
+  /**
+   * Accept any image size that is a multiple of 16 from 128 to 2048 (1344x768, 1216x832, ...), as the library and the
+   * CLI do, instead of the seed API's list (default false; the OpenAPI document describes the list).
+   */
+  anySize?: boolean;
   /** Time allowed to receive a whole request, headers and body, in ms (default 120 000; then 408 and close). */
   requestTimeoutMs?: number;
   /** Deadline for the whole graceful shutdown, in ms (default 300 000): then jobs are cancelled, the generation
@@ -145,7 +150,7 @@ export async function createServer(opts: ServerOptions): Promise<FluxServer> {
   const auth = new TokenChecker(opts.tokens ?? []);
   const bodyLimit = opts.bodyLimit ?? 16 * 1024 * 1024;
   const uploadLimit = opts.uploadLimit ?? 10 * 1024 * 1024;
-  const limits: BodyLimits = { bodyBytes: bodyLimit, uploadBytes: uploadLimit, maxImagePixels: opts.maxImagePixels ?? 4096 * 4096 };
+  const limits: BodyLimits = { bodyBytes: bodyLimit, uploadBytes: uploadLimit, maxImagePixels: opts.maxImagePixels ?? 4096 * 4096, sizes: opts.anySize ? 'any' : 'api' };
   const requestTimeoutMs = opts.requestTimeoutMs ?? 120_000;
   const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 300_000;
   const costPerImage = opts.costPerImage ?? 0;

@@ -9,7 +9,7 @@
 import type { Worker } from 'node:worker_threads';
 import { FluxError, RequestValidationError, type FieldProblem } from '@flux-ts/core';
 import type { PipelineOptions } from '@flux-ts/flux';
-import type { GenerationInput, GenerationOutput, GenerationProgress, Generator, GeneratorMemory } from './generator.ts';
+import type { GenerateCallbacks, GenerationInput, GenerationOutput, GenerationPreview, GenerationProgress, Generator, GeneratorMemory } from './generator.ts';
 import { spawnThread } from './thread.ts';
 
 /** What the thread is started with: the factory module (its `createGenerator(args)`) and the arguments. */
@@ -28,6 +28,7 @@ export type ThreadReply =
   | { type: 'ready'; variant: 'schnell' | 'dev' }
   | { type: 'init-failed'; error: SerializedError }
   | { type: 'step'; id: string; step: number; total: number }
+  | { type: 'preview'; id: string; step: number; total: number; png: Uint8Array }
   | { type: 'done'; id: string; output: GenerationOutput }
   | { type: 'failed'; id: string; error: SerializedError }
   | { type: 'memory'; memory: GeneratorMemory | null };
@@ -72,6 +73,7 @@ interface Pending {
   resolve: (o: GenerationOutput) => void;
   reject: (e: Error) => void;
   onStep: (p: GenerationProgress) => void;
+  onPreview?: (p: GenerationPreview) => void;
 }
 
 export class ThreadedGenerator implements Generator {
@@ -117,6 +119,8 @@ export class ThreadedGenerator implements Generator {
           reject(deserializeError(m.error));
         } else if (m.type === 'step') {
           this.pending.get(m.id)?.onStep({ step: m.step, total: m.total });
+        } else if (m.type === 'preview') {
+          this.pending.get(m.id)?.onPreview?.({ step: m.step, total: m.total, png: m.png });
         } else if (m.type === 'done' || m.type === 'failed') {
           const p = this.pending.get(m.id);
           this.pending.delete(m.id);
@@ -144,7 +148,7 @@ export class ThreadedGenerator implements Generator {
     return this.ready;
   }
 
-  async generate(input: GenerationInput, opts: { signal: AbortSignal; onStep: (p: GenerationProgress) => void }): Promise<GenerationOutput> {
+  async generate(input: GenerationInput, opts: GenerateCallbacks): Promise<GenerationOutput> {
     if (this.closed) throw new FluxError('aborted', 'the generator is closed');
     await this.start();
     const worker = this.worker!;
@@ -159,6 +163,7 @@ export class ThreadedGenerator implements Generator {
         resolve: (o) => (settle(), resolve(o)),
         reject: (e) => (settle(), reject(e)),
         onStep: opts.onStep,
+        ...(opts.onPreview ? { onPreview: opts.onPreview } : {}),
       });
       worker.postMessage({ type: 'generate', id, input } satisfies ThreadRequest);
       if (opts.signal.aborted) onAbort();

@@ -61,6 +61,7 @@ export const command: CommandSpec = {
       options: [
         { name: 'max-body-mb', type: 'number', arg: 'N', min: 0.001, help: 'largest request body, multipart forms counted part by part (default 16)' },
         { name: 'max-upload-mb', type: 'number', arg: 'N', min: 0.001, help: 'largest uploaded image file (default 10)' },
+        { name: 'any-size', type: 'boolean', help: 'accept any width and height that is a multiple of 16 from 128 to 2048 (1344x768, 1216x832, ...) instead of the seed API\'s list' },
         { name: 'max-image-pixels', type: 'number', arg: 'N', min: 1, help: 'largest input image as its header declares it, width x height (default 16777216, 4096 x 4096); larger ones get a 422 before any decoding' },
         { name: 'request-timeout', type: 'number', arg: 'S', min: 0.001, help: 'seconds to receive a whole request, headers and body (default 120; then 408)' },
         { name: 'shutdown-timeout', type: 'number', arg: 'S', min: 0, help: 'seconds a graceful shutdown may take before jobs are cancelled and connections closed (default 300)' },
@@ -126,6 +127,7 @@ export const command: CommandSpec = {
       bodyLimit: Math.round(num(args, 'max-body-mb', 16) * 1024 * 1024),
       uploadLimit: Math.round(num(args, 'max-upload-mb', 10) * 1024 * 1024),
       maxImagePixels: Math.round(num(args, 'max-image-pixels', 4096 * 4096)),
+      anySize: flag(args, 'any-size'),
       requestTimeoutMs: Math.round(num(args, 'request-timeout', 120) * 1000),
       shutdownTimeoutMs: Math.round(num(args, 'shutdown-timeout', 300) * 1000),
       costPerImage: num(args, 'cost-per-image', 0),

@@ -74,11 +74,20 @@ export async function loadAutoEncoder(at: string | WeightsLocation, opts: LoadAu
  * The autoencoder from weights in memory (BFL or diffusers names, told apart by the keys), checked and built at
  * once. The values are read, not kept: the caller still owns them.
  */
-export function autoEncoderFromWeights(params: AutoEncoderParams, values: ReadonlyMap<string, WeightValue>, where = 'VAE weights'): AutoEncoder {
+export function autoEncoderFromWeights(
+  params: AutoEncoderParams,
+  values: ReadonlyMap<string, WeightValue>,
+  where = 'VAE weights',
+  opts: { precision?: Precision } = {},
+): AutoEncoder {
   const reader = memoryCheckpoint(values, where);
   const detected = detectFormat(reader.tensors.keys());
   const format: AutoEncoderFormat = detected.format === 'diffusers-vae' ? 'diffusers-vae' : 'bfl-vae';
-  const weights = new CheckpointWeights(reader, autoEncoderLayout(params, format), { residency: 'resident', prefix: detected.format === format ? detected.prefix : '' });
+  const weights = new CheckpointWeights(reader, autoEncoderLayout(params, format), {
+    residency: 'resident',
+    prefix: detected.format === format ? detected.prefix : '',
+    precision: opts.precision,
+  });
   try {
     weights.loadAllSync();
     return AutoEncoder.fromCheckpointWeights(params, weights);

@@ -103,6 +103,49 @@ describe('get, release, residency', () => {
   });
 });
 
+describe('read-ahead', () => {
+  /** A memory checkpoint whose reads are counted: how many bytes were asked for and not yet built into a tensor. */
+  function counted(reader: TensorReader) {
+    const sizes = new Map([...reader.tensors].map(([k, t]) => [k, t.shape.reduce((a, b) => a * b, 1) * 4]));
+    const stats = { requested: 0, built: 0, maxAhead: 0 };
+    const wrapped: TensorReader = {
+      path: reader.path,
+      files: reader.files,
+      tensors: reader.tensors,
+      readRange: (n, b, e) => reader.readRange(n, b, e),
+      readBytes: async (name) => {
+        stats.requested += sizes.get(name)!;
+        stats.maxAhead = Math.max(stats.maxAhead, stats.requested - stats.built);
+        await new Promise((r) => setTimeout(r, 1));
+        return reader.readBytes(name);
+      },
+    };
+    return { wrapped, stats, sizes };
+  }
+
+  it('loadAll reads at most readAheadBytes ahead of the tensor it builds (plus the one it needs), not the whole file', async () => {
+    const v: Record<string, { data: Float32Array; shape: number[] }> = values();
+    const { wrapped, stats, sizes } = counted(memoryCheckpoint(v));
+    const order = ['emb.weight', 'a.lin.weight', 'a.lin.bias', 'b.conv.weight', 'b.norm.weight'];
+    const w = new CheckpointWeights(wrapped, layout(), { residency: 'resident', readAheadBytes: 16 });
+    await w.loadAll((done) => (stats.built += sizes.get(order[done - 1]!)!));
+    expect(w.residentTensors).toBe(5);
+    const total = [...sizes.values()].reduce((a, b) => a + b, 0);
+    expect(stats.requested).toBe(total);
+    // 16 bytes of window plus the largest tensor (emb.weight, 60 bytes) and the one that crossed the window
+    expect(stats.maxAhead).toBeLessThanOrEqual(16 + 60 + 24);
+    expect(stats.maxAhead).toBeLessThan(total);
+    w.dispose();
+
+    // without a bound every read starts at once
+    const wide = counted(memoryCheckpoint(v));
+    const all = new CheckpointWeights(wide.wrapped, layout(), { residency: 'resident', readAheadBytes: Infinity });
+    await all.loadAll();
+    expect(wide.stats.maxAhead).toBe(total);
+    all.dispose();
+  });
+});
+
 describe('prefetch and rows, from a file', () => {
   let dir: string;
   beforeAll(async () => {
