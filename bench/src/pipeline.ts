@@ -155,8 +155,8 @@ export async function run(argv: string[]): Promise<void> {
   }
 }
 
-/** precision and size of a run, for its results file name (pipeline-full-sparse-bf16-512.json). */
+/** precision, residency and size of a run, for its results file name (pipeline-full-sparse-bf16-streamed-512.json). */
 function res0(entries: Record<string, unknown>[]): string {
   const e = entries[0] ?? {};
-  return `${String(e.precision)}-${String(e.width)}`;
+  return `${String(e.precision)}-${String(e.residency)}-${String(e.width)}`;
 }

@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<void> {
 
   const ae = randomAutoEncoder(precision);
   const weightBytes = tf.memory().numBytes;
-  console.log(`decoder weights: ${(weightBytes / MiB).toFixed(0)} MiB in tfjs tensors (random, FLUX_VAE dims; bf16 weights are native handles, not counted); precision ${precision}; tiling ${tilingArg}`);
+  console.log(`decoder weights: ${(weightBytes / MiB).toFixed(0)} MiB as tfjs counts them (random, FLUX_VAE dims; a bf16 handle counts 4 bytes a value); precision ${precision}; tiling ${tilingArg}`);
 
   const entries: Record<string, unknown>[] = [];
   const rows: Record<string, string | number>[] = [];

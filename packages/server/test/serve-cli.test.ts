@@ -6,6 +6,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,6 +77,25 @@ describe('pnpm flux serve', () => {
     );
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without auth.*--no-auth/);
+  });
+
+  it('exits with one line when the port is taken, after its model thread started (nothing keeps the process alive)', async () => {
+    const blocker = createServer(() => {});
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      const res = await promisify(execFile)(TSX, [MAIN, 'serve', '--model', TINY_MODEL, '--port', String(port), '--token', 't', '--no-journal'], { cwd: ROOT, timeout: 60_000 }).then(
+        () => ({ code: 0, stderr: '', killed: false }),
+        (e: { code: number; stderr: string; killed: boolean }) => e,
+      );
+      expect(res.killed).toBe(false); // before the fix it printed the error and hung, its generation thread alive
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(new RegExp(`port ${port}.*(in use|taken)`, 'i'));
+      expect(Date.now() - t0).toBeLessThan(60_000);
+    } finally {
+      blocker.close();
+    }
   });
 });
 

@@ -17,6 +17,7 @@ import {
   parseRetrySchedule,
   sqliteAvailable,
   tokensFromEnv,
+  type FluxServer,
   type Generator,
   type JobQueue,
   type JobStatus,
@@ -91,62 +92,76 @@ export const command: CommandSpec = {
       throw new FluxError('REFUSED', `refusing to listen on ${host} without auth: give --token T (or FLUX_API_TOKENS), listen on 127.0.0.1, or pass --no-auth to serve anyone who can reach ${host}`);
     }
 
-    const generators: Generator[] = [];
-    const precision = precisionOption(args);
-    for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency, precision }, backend: str(args, 'backend') }));
-
-    const maxQueued = num(args, 'max-queue', 16);
-    const resultTtlS = num(args, 'result-ttl', 3600);
-    const retries = str(args, 'webhook-retries');
-    const webhookRetryScheduleMs = retries === undefined ? undefined : parseRetrySchedule(retries);
+    // Generation threads keep the process alive: whatever fails from here to listening closes what was opened, so the
+    // error is printed and the process exits (a port in use, a bad journal, Redis unreachable, a model that fails).
     const redisUrl = str(args, 'redis') ?? process.env.FLUX_REDIS_URL;
     const journal = journalOption(args, redisUrl !== undefined);
+    const generators: Generator[] = [];
     let shared: RedisJobQueue | undefined;
-    if (redisUrl) {
-      const q = await RedisJobQueue.connect({ url: redisUrl, prefix: str(args, 'redis-prefix'), maxQueued, resultTtlS });
-      shared = q;
-      process.stderr.write(`jobs go to the Redis queue "${str(args, 'redis-prefix') ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
-    }
+    let server: FluxServer | undefined;
+    let url: string;
+    try {
+      const precision = precisionOption(args);
+      for (const m of models) generators.push(await ThreadedGenerator.open(m, { options: { transformer: residency, precision }, backend: str(args, 'backend') }));
 
-    const server = await createServer({
-      generators,
-      ...(shared
-        ? {
-            queueFactory: (_worker: unknown, onChange: (s: JobStatus, prev?: string) => void): JobQueue => {
-              shared!.onChange = onChange;
-              return shared!;
-            },
-          }
-        : {}),
-      tokens,
-      noAuth: flag(args, 'no-auth'),
-      maxQueued,
-      resultTtlS,
-      ...(journal ? { journal } : {}),
-      ...(webhookRetryScheduleMs ? { webhookRetryScheduleMs } : {}),
-      bodyLimit: Math.round(num(args, 'max-body-mb', 16) * 1024 * 1024),
-      uploadLimit: Math.round(num(args, 'max-upload-mb', 10) * 1024 * 1024),
-      maxImagePixels: Math.round(num(args, 'max-image-pixels', 4096 * 4096)),
-      anySize: flag(args, 'any-size'),
-      requestTimeoutMs: Math.round(num(args, 'request-timeout', 120) * 1000),
-      shutdownTimeoutMs: Math.round(num(args, 'shutdown-timeout', 300) * 1000),
-      costPerImage: num(args, 'cost-per-image', 0),
-      webhookSecret: str(args, 'webhook-secret') ?? process.env.FLUX_WEBHOOK_SECRET,
-      allowPrivateWebhooks: flag(args, 'allow-private-webhooks'),
-      shutdown,
-      logger: { level: str(args, 'log-level') ?? 'info' },
-      logPrompts: flag(args, 'log-prompts'),
-    });
-    const url = await server.listen({ host, port });
+      const maxQueued = num(args, 'max-queue', 16);
+      const resultTtlS = num(args, 'result-ttl', 3600);
+      const retries = str(args, 'webhook-retries');
+      const webhookRetryScheduleMs = retries === undefined ? undefined : parseRetrySchedule(retries);
+      if (redisUrl) {
+        const q = await RedisJobQueue.connect({ url: redisUrl, prefix: str(args, 'redis-prefix'), maxQueued, resultTtlS });
+        shared = q;
+        process.stderr.write(`jobs go to the Redis queue "${str(args, 'redis-prefix') ?? 'flux'}" at ${new URL(redisUrl).host}; start workers with pnpm flux worker --redis URL\n`);
+      }
+
+      server = await createServer({
+        generators,
+        ...(shared
+          ? {
+              queueFactory: (_worker: unknown, onChange: (s: JobStatus, prev?: string) => void): JobQueue => {
+                shared!.onChange = onChange;
+                return shared!;
+              },
+            }
+          : {}),
+        tokens,
+        noAuth: flag(args, 'no-auth'),
+        maxQueued,
+        resultTtlS,
+        ...(journal ? { journal } : {}),
+        ...(webhookRetryScheduleMs ? { webhookRetryScheduleMs } : {}),
+        bodyLimit: Math.round(num(args, 'max-body-mb', 16) * 1024 * 1024),
+        uploadLimit: Math.round(num(args, 'max-upload-mb', 10) * 1024 * 1024),
+        maxImagePixels: Math.round(num(args, 'max-image-pixels', 4096 * 4096)),
+        anySize: flag(args, 'any-size'),
+        requestTimeoutMs: Math.round(num(args, 'request-timeout', 120) * 1000),
+        shutdownTimeoutMs: Math.round(num(args, 'shutdown-timeout', 300) * 1000),
+        costPerImage: num(args, 'cost-per-image', 0),
+        webhookSecret: str(args, 'webhook-secret') ?? process.env.FLUX_WEBHOOK_SECRET,
+        allowPrivateWebhooks: flag(args, 'allow-private-webhooks'),
+        shutdown,
+        logger: { level: str(args, 'log-level') ?? 'info' },
+        logPrompts: flag(args, 'log-prompts'),
+      });
+      url = await server.listen({ host, port });
+    } catch (e) {
+      if (server) await server.close().catch(() => {});
+      else {
+        await shared?.close().catch(() => {});
+        for (const g of generators) await g.close?.().catch(() => {}); // idle: a graceful close (terminating a thread with TensorFlow loaded crashes the exit)
+      }
+      throw e;
+    }
     if (journal) process.stderr.write(`job journal: ${journal}\n`);
     const served = generators.map((g) => `${url}/v1/inference/black-forest-labs/FLUX-1-${g.variant}`).join(', ');
     process.stderr.write(`serving ${served}${tokens.length ? '' : ' (no auth)'}\n`);
 
+    const running = server;
     await new Promise<void>((resolve) => {
       onShutdownSignals({
         drain: (sig) => {
           process.stderr.write(`${sig}: shutting down (${shutdown === 'cancel' ? 'cancelling' : 'finishing'} jobs, delivering webhooks; send it again to exit now)\n`);
-          void server.close().then(resolve);
+          void running.close().then(resolve);
         },
         exitNow: (sig) => {
           process.stderr.write(`${sig} again: exiting now\n`);

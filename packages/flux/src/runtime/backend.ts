@@ -185,6 +185,11 @@ function loadNative(): NativeState {
       const backend = tf.findBackend('tensorflow') as unknown as TensorflowBackendLike | null;
       if (!backend) throw new Error('the package loaded but no "tensorflow" backend is registered in @tensorflow/tfjs-core (two copies of tfjs-core?)');
       nativeState = { ok: true, pkg, tensorflowVersion: String(backend.binding.TF_Version), usingGpu: Boolean(backend.isUsingGpuDevice) };
+      // One op at once: a process (or thread) that loaded TensorFlow and exits without having run any op crashes
+      // with SIGSEGV at exit (TF 2.21 via tfjs-node), turning a clean early error (a port in use) into exit 139.
+      tf.tidy(() => {
+        tf.add(tf.scalar(1), tf.scalar(1)).dataSync();
+      });
     } catch (e) {
       nativeFailures.set(pkg, `failed to load: ${firstLine(e)}`);
       nativeState = { ok: false, pkg, reason: `failed to load: ${firstLine(e)}` };
