@@ -36,7 +36,10 @@ function tempDir(): string {
 
 /** Starts processes/server-process.ts in a process group of its own; resolves with its base URL. */
 async function spawnServer(cfg: Record<string, unknown>): Promise<{ proc: ChildProcess; url: string; exited: Promise<number | null> }> {
-  const proc = spawn(`${ROOT}node_modules/.bin/tsx`, ['packages/server/test/processes/server-process.ts', JSON.stringify(cfg)], {
+  // Node itself with tsx's loader, not the tsx command: that one relays SIGTERM to its child and, when the child has
+  // not acknowledged within 30 ms (a loaded machine), SIGKILLs it and exits 143, which the graceful-stop checks read
+  // as a failed drain.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'packages/server/test/processes/server-process.ts', JSON.stringify(cfg)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

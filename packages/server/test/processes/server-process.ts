@@ -32,5 +32,5 @@ const server = await createServer({
 });
 const url = await server.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`serving ${url}\n`);
-// (on, not once: the signal may come twice, to the process group and relayed by tsx)
+// (on, not once: a second SIGTERM while closing must not kill the default way)
 process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
