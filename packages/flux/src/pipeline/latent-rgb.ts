@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FluxError } from '@flux-ts/core';
 import type { AutoEncoder } from '../autoencoder/autoencoder.ts';
 import type { RgbImage } from '../image/types.ts';
+import { mulberry32 } from '../shared/random.ts';
 
 export interface LatentRgbProjection {
   /** [channels][3]: the RGB contribution of each latent channel (output in [-1, 1] units). */
@@ -41,18 +42,6 @@ export interface FitOptions {
   seed?: number;
   /** After each image encoded and decoded (`done` of `total`). */
   onProgress?: (done: number, total: number) => void;
-}
-
-/** mulberry32: a small seeded generator for the synthetic images (not torch's; nothing here needs parity). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One synthetic image [3, S, S] in [-1, 1]: a two-colour gradient under a few soft colour blobs. */
@@ -106,7 +95,7 @@ function collectSamples(vae: AutoEncoder, opts: FitOptions): { xs: number[][]; y
   }
   const channels = vae.params.zChannels;
   const cells = (size / f) ** 2;
-  const rand = random(opts.seed ?? 0);
+  const rand = mulberry32(opts.seed ?? 0); // synthetic images: nothing here needs torch's generator
   const xs: number[][] = []; // [samples][channels + 1]
   const ys: number[][] = []; // [samples][3]
   for (let i = 0; i < k; i++) {

@@ -240,32 +240,28 @@ export function fp8FromBf16(t: tf.Tensor, dispose = false): tf.Tensor {
   }
 }
 
-/** A bf16 tensor with its dims permuted (TensorFlow's Transpose, in bf16). */
-export function transposeBf16(t: tf.Tensor, perm: readonly number[]): tf.Tensor {
+/** TensorFlow op `op` on bf16 tensor `t` with an int32 vector operand (its type attribute `attr`). */
+function bf16WithInt32Operand(t: tf.Tensor, op: string, attr: string, values: readonly number[]): tf.Tensor {
   const be = native();
   const b = be.binding;
-  const p = b.createTensor([perm.length], TF_DTYPE.INT32, Int32Array.from(perm));
+  const v = b.createTensor([values.length], TF_DTYPE.INT32, Int32Array.from(values));
   try {
     const [id] = be.getInputTensorIds([t]);
-    const [m] = exec(be, 'Transpose', [type(b, 'T', TF_DTYPE.BFLOAT16), type(b, 'Tperm', TF_DTYPE.INT32)], [id!, p]);
+    const [m] = exec(be, op, [type(b, 'T', TF_DTYPE.BFLOAT16), type(b, attr, TF_DTYPE.INT32)], [id!, v]);
     return wrap(be, m!);
   } finally {
-    b.deleteTensor(p);
+    b.deleteTensor(v);
   }
+}
+
+/** A bf16 tensor with its dims permuted (TensorFlow's Transpose, in bf16). */
+export function transposeBf16(t: tf.Tensor, perm: readonly number[]): tf.Tensor {
+  return bf16WithInt32Operand(t, 'Transpose', 'Tperm', perm);
 }
 
 /** A bf16 tensor reshaped (no copy in TensorFlow). */
 export function reshapeBf16(t: tf.Tensor, shape: readonly number[]): tf.Tensor {
-  const be = native();
-  const b = be.binding;
-  const s = b.createTensor([shape.length], TF_DTYPE.INT32, Int32Array.from(shape));
-  try {
-    const [id] = be.getInputTensorIds([t]);
-    const [m] = exec(be, 'Reshape', [type(b, 'T', TF_DTYPE.BFLOAT16), type(b, 'Tshape', TF_DTYPE.INT32)], [id!, s]);
-    return wrap(be, m!);
-  } finally {
-    b.deleteTensor(s);
-  }
+  return bf16WithInt32Operand(t, 'Reshape', 'Tshape', shape);
 }
 
 /** Is `dtype` one the bf16 weight path takes as stored bytes (no host decode)? */

@@ -14,6 +14,28 @@ import { assemble } from '../../src/weights/assemble.ts';
 import { loadSafetensors, writeSafetensors, type NamedTensor } from '../../src/weights/safetensors.ts';
 
 export const TINY = fixturePath('pipeline', 'tiny-flux');
+
+/** One seed-for-seed case of test/fixtures/pipeline/cases.json (test/reference/gen_pipeline.py). */
+export interface PipelineCase {
+  name: string;
+  kind: 'txt2img' | 'img2img';
+  prompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  seed: number;
+  max_sequence_length: number;
+  num_images: number;
+  strength?: number;
+  guidance?: number;
+  /** 'tiny-flux-dev': the dev transformer + scheduler of tiny-flux-dev/ with tiny-flux's other components. */
+  model?: string;
+}
+
+/** The seed-for-seed cases diffusers ran (cases.json). */
+export async function pipelineCases(): Promise<PipelineCase[]> {
+  return ((await loadJsonFixture('pipeline', 'cases.json')) as { cases: PipelineCase[] }).cases;
+}
 export const TINY_DEV = fixturePath('pipeline', 'tiny-flux-dev');
 
 /** Writes tiny-flux-dev's transformer as a BFL single file at `file`; with `config`, its config.json beside it. */

@@ -16,26 +16,10 @@ import { decodeImage, readPngText } from '../../src/image/index.ts';
 import { diffusersLocation } from '../../src/pipeline/model-location.ts';
 import { FluxPipeline } from '../../src/pipeline/pipeline.ts';
 import { readGenerationMetadata } from '../../src/pipeline/metadata.ts';
-import { writeTinyDevBfl } from './helpers.ts';
-
-interface Case {
-  name: string;
-  kind: 'txt2img' | 'img2img';
-  prompt: string;
-  width: number;
-  height: number;
-  steps: number;
-  seed: number;
-  max_sequence_length: number;
-  num_images: number;
-  strength?: number;
-  guidance?: number;
-  /** 'tiny-flux-dev': the dev transformer + scheduler of tiny-flux-dev/ with tiny-flux's other components. */
-  model?: string;
-}
+import { pipelineCases, writeTinyDevBfl } from './helpers.ts';
 
 const MODEL = fixturePath('pipeline', 'tiny-flux');
-const meta = JSON.parse(await readFile(fixturePath('pipeline', 'cases.json'), 'utf8')) as { cases: Case[] };
+const cases = await pipelineCases();
 const inputPng = await readFile(fixturePath('pipeline', 'input.png'));
 
 function pixelAgreement(actual: Uint8Array, expected: ArrayLike<number>) {
@@ -81,7 +65,7 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
     expect(dev.scheduler).toMatchObject({ use_dynamic_shifting: true, shift: 3 });
   });
 
-  for (const c of meta.cases) {
+  for (const c of cases) {
     it(`${c.name}: ${c.kind} ${c.width}x${c.height}, ${c.steps} steps, seed ${c.seed}, ${c.num_images} image(s)`, async () => {
       const fx = await loadFixture('pipeline', `${c.name}.safetensors`);
       const pipe = c.model === 'tiny-flux-dev' ? dev : schnell;
@@ -133,7 +117,7 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
   }
 
   it('the dev case from a BFL model.safetensors (found by discovery, dims from its header) gives the same pixels', async () => {
-    const c = meta.cases.find((x) => x.name === 'dev')!;
+    const c = cases.find((x) => x.name === 'dev')!;
     const fx = await loadFixture('pipeline', 'dev.safetensors');
     const file = join(devRoot, 'bfl', 'model.safetensors');
     await mkdir(join(devRoot, 'bfl'));
@@ -149,7 +133,7 @@ describe('tiny FLUX pipeline = diffusers, seed for seed', () => {
   });
 
   it('denoiseLatents from the seed noise reproduces the final latents (stage API)', async () => {
-    const c = meta.cases.find((x) => x.name === 'astronaut')!;
+    const c = cases.find((x) => x.name === 'astronaut')!;
     const fx = await loadFixture('pipeline', 'astronaut.safetensors');
     const { TorchGenerator, getSchedule, imageSeqLen, latentShape, packLatents } = await import('@flux-ts/core');
     const emb = await pipe.encodePrompt(c.prompt, c.max_sequence_length);

@@ -26,6 +26,7 @@ import { DoubleStreamBlock } from '../../src/transformer/double-stream-block.ts'
 import { loadTransformer } from '../../src/transformer/load.ts';
 import { SingleStreamBlock } from '../../src/transformer/single-stream-block.ts';
 import { openCheckpoint } from '../../src/weights/checkpoint.ts';
+import { pipelineCases } from '../pipeline/helpers.ts';
 import { CONFIGS, loadIo, loadParams, ropeFromBfl, toTensors, type Fixture } from '../transformer/helpers.ts';
 
 /** How much worse than torch's own bf16 our bf16 may be (the yardstick). */
@@ -188,20 +189,6 @@ d('bf16 precision', () => {
   });
 });
 
-interface Case {
-  name: string;
-  kind: 'txt2img' | 'img2img';
-  prompt: string;
-  width: number;
-  height: number;
-  steps: number;
-  seed: number;
-  max_sequence_length: number;
-  num_images: number;
-  strength?: number;
-  guidance?: number;
-}
-
 function psnr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let se = 0;
   for (let i = 0; i < b.length; i++) se += (a[i]! - b[i]!) ** 2;
@@ -210,7 +197,7 @@ function psnr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 d('bf16 pipeline, every seed-for-seed case: PSNR against the fp32 image >= diffusers bf16 PSNR - 1 dB', async () => {
   const MODEL = fixturePath('pipeline', 'tiny-flux');
-  const cases = (JSON.parse(await readFile(fixturePath('pipeline', 'cases.json'), 'utf8')) as { cases: Case[] }).cases;
+  const cases = await pipelineCases();
   const inputPng = await readFile(fixturePath('pipeline', 'input.png'));
   const t = native ? await loadFixture('bf16', 'pipeline.safetensors') : {};
   const devRoot = await mkdtemp(join(tmpdir(), 'flux-bf16-'));

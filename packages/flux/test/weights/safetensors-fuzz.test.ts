@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mulberry32 } from '../../src/shared/random.ts';
 import {
   DTYPES, DTYPE_SIZES, SafetensorsError, SafetensorsFile, decodeSafetensors, encodeSafetensors, parseHeader,
   type Dtype, type NamedTensor,
@@ -19,17 +20,6 @@ const IN_MEMORY_CASES = 20_000;
 const FILE_CASES = 500;
 /** Hang guard per case (generous: a case normally takes well under a millisecond). */
 const PER_CASE_LIMIT_MS = 2000;
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rng = ReturnType<typeof mulberry32>;
 const int = (r: Rng, n: number) => Math.floor(r() * n);
